@@ -1,4 +1,8 @@
 //! mlmodel keeps machine-learning model images served on Docker Swarm exactly as declared.
 
+pub mod manifest;
 pub mod naming;
+pub mod record;
+pub mod render;
 pub mod units;
+pub mod validate;

@@ -1,0 +1,598 @@
+//! Manifests: deployment records written as YAML, one or more documents per file.
+//!
+//! Turning a document (or an API request body) into a [`ModelSpec`] checks types and field
+//! names and fills the original service's defaults; the grammar of each value is checked by
+//! [`crate::validate`]. Every problem is collected, so one run shows them all.
+
+use crate::record::{ModelSpec, SERVER_FIELDS, SPEC_FIELDS, defaults};
+use crate::validate::FieldError;
+use serde_json::Value as Json;
+use serde_yaml::Value as Yaml;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// Largest manifest file read; a bigger one is almost surely not a manifest.
+pub const MAX_MANIFEST_BYTES: u64 = 1024 * 1024;
+
+/// Where a declaration came from: a file, and which document in it when there are several.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Origin {
+    /// The manifest file.
+    pub path: PathBuf,
+    /// 1-based document number, when the file holds more than one.
+    pub doc: Option<usize>,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.doc {
+            Some(doc) => write!(f, "{}#{doc}", self.path.display()),
+            None => write!(f, "{}", self.path.display()),
+        }
+    }
+}
+
+/// One document of a manifest file, parsed or not.
+#[derive(Debug, Clone)]
+pub struct ManifestDoc {
+    /// Where it came from.
+    pub origin: Origin,
+    /// The declared spec, or every problem found in it.
+    pub spec: Result<ModelSpec, Vec<FieldError>>,
+}
+
+/// Why a manifest file could not be read at all.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// The file could not be read.
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is larger than [`MAX_MANIFEST_BYTES`].
+    #[error("{path}: file is {size} bytes: manifests are limited to 1 MiB")]
+    TooLarge {
+        /// The file.
+        path: String,
+        /// Its size.
+        size: u64,
+    },
+    /// The file is not YAML.
+    #[error("{path}: not valid YAML: {message}")]
+    Syntax {
+        /// The file.
+        path: String,
+        /// The parser's message, with line and column.
+        message: String,
+    },
+}
+
+/// Whether a file name looks like a manifest: `*.yml` / `*.yaml`, not hidden, not an
+/// editor's temp, swap or backup file.
+pub fn is_manifest_file(path: &Path) -> bool {
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return false;
+    };
+    let yaml = name.ends_with(".yml") || name.ends_with(".yaml");
+    yaml && !name.starts_with('.') && !name.starts_with('#') && !name.starts_with('~')
+}
+
+/// Lists the manifest files under `path` (itself if it is a file), sorted, recursively.
+pub fn find_manifest_files(path: &Path) -> std::io::Result<Vec<PathBuf>> {
+    if path.is_file() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut files = Vec::new();
+    let mut pending = vec![path.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            let entry_path = entry.path();
+            let hidden = entry.file_name().to_string_lossy().starts_with('.');
+            let file_type = entry.file_type()?;
+            if file_type.is_dir() && !hidden {
+                pending.push(entry_path);
+            } else if !file_type.is_dir() && is_manifest_file(&entry_path) && entry_path.is_file() {
+                files.push(entry_path);
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Reads and parses one manifest file.
+pub fn read_manifest(path: &Path) -> Result<Vec<ManifestDoc>, ManifestError> {
+    let shown = path.display().to_string();
+    let size = std::fs::metadata(path)
+        .map_err(|source| ManifestError::Read {
+            path: shown.clone(),
+            source,
+        })?
+        .len();
+    if size > MAX_MANIFEST_BYTES {
+        return Err(ManifestError::TooLarge { path: shown, size });
+    }
+    let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Read {
+        path: shown.clone(),
+        source,
+    })?;
+    parse_manifest(path, &text)
+}
+
+/// Parses the text of a manifest file; `path` names the origin and gives the default name.
+pub fn parse_manifest(path: &Path, text: &str) -> Result<Vec<ManifestDoc>, ManifestError> {
+    let mut values = Vec::new();
+    for document in serde_yaml::Deserializer::from_str(text) {
+        let value =
+            serde::Deserialize::deserialize(document).map_err(|e| ManifestError::Syntax {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            })?;
+        if !matches!(value, Yaml::Null) {
+            values.push(value);
+        }
+    }
+    let several = values.len() > 1;
+    let stem = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .map(|n| n.trim_end_matches(".yaml").trim_end_matches(".yml"));
+    Ok(values
+        .iter()
+        .enumerate()
+        .map(|(index, value)| ManifestDoc {
+            origin: Origin {
+                path: path.to_path_buf(),
+                doc: several.then_some(index + 1),
+            },
+            spec: spec_from_value(value, if several { None } else { stem }),
+        })
+        .collect())
+}
+
+/// Builds a spec from a YAML mapping (a manifest document or a converted JSON body).
+///
+/// `default_name` is used when the mapping has no `name` (a manifest's file stem, or the
+/// API path's name). Unknown and server-assigned fields are errors.
+pub fn spec_from_value(
+    value: &Yaml,
+    default_name: Option<&str>,
+) -> Result<ModelSpec, Vec<FieldError>> {
+    let Yaml::Mapping(mapping) = value else {
+        return Err(vec![FieldError::new(
+            "(document)",
+            format!(
+                "expected a mapping of deployment fields, found {}",
+                kind(value)
+            ),
+        )]);
+    };
+    let mut fields = Fields {
+        map: BTreeMap::new(),
+        errors: Vec::new(),
+    };
+    for (key, value) in mapping {
+        let Some(key) = key.as_str() else {
+            fields.errors.push(FieldError::new(
+                format!("{}", yaml_inline(key)),
+                "field names must be strings",
+            ));
+            continue;
+        };
+        if SPEC_FIELDS.contains(&key) {
+            fields.map.insert(key.to_string(), value.clone());
+        } else if SERVER_FIELDS.contains(&key) {
+            fields.errors.push(FieldError::new(
+                key,
+                "is assigned by the server and cannot be set",
+            ));
+        } else {
+            fields
+                .errors
+                .push(FieldError::new(key, unknown_field_message(key)));
+        }
+    }
+    let name = match (fields.map.contains_key("name"), default_name) {
+        (false, Some(default)) => default.to_string(),
+        _ => fields.required_text("name"),
+    };
+    let spec = ModelSpec {
+        name,
+        domain: fields.required_text("domain"),
+        image: fields.required_text("image"),
+        port: fields.integer("port", u64::from(defaults::PORT), 1, u64::from(u16::MAX)) as u16,
+        build_id: fields.required_text("build_id"),
+        run_id: fields.required_text("run_id"),
+        scale: fields.integer("scale", defaults::SCALE, 0, u64::MAX),
+        cpu_limit: fields.text("cpu_limit", defaults::CPU_LIMIT),
+        cpu_reservation: fields.text("cpu_reservation", defaults::CPU_RESERVATION),
+        mem_limit: fields.text("mem_limit", defaults::MEM_LIMIT),
+        mem_reservation: fields.text("mem_reservation", defaults::MEM_RESERVATION),
+        deploy_delay: fields.text("deploy_delay", defaults::DEPLOY_DELAY),
+        deploy_monitor_period: fields
+            .text("deploy_monitor_period", defaults::DEPLOY_MONITOR_PERIOD),
+        template_file: fields.text("template_file", defaults::TEMPLATE_FILE),
+        extra_template_attributes: fields.attributes("extra_template_attributes"),
+    };
+    if fields.errors.is_empty() {
+        Ok(spec)
+    } else {
+        Err(fields.errors)
+    }
+}
+
+/// The fields of one document, taken one by one with their errors collected.
+struct Fields {
+    map: BTreeMap<String, Yaml>,
+    errors: Vec<FieldError>,
+}
+
+impl Fields {
+    /// A string field (numbers are taken as their text, as YAML writes ids unquoted).
+    fn text(&mut self, field: &str, default: &str) -> String {
+        match self.map.get(field) {
+            None | Some(Yaml::Null) => default.to_string(),
+            Some(Yaml::String(s)) => s.clone(),
+            Some(Yaml::Number(n)) => n.to_string(),
+            Some(other) => {
+                let message = format!("expected a string, found {}", kind(other));
+                self.errors.push(FieldError::new(field, message));
+                String::new()
+            }
+        }
+    }
+
+    fn required_text(&mut self, field: &str) -> String {
+        if matches!(self.map.get(field), None | Some(Yaml::Null)) {
+            self.errors.push(FieldError::new(field, "is required"));
+            return String::new();
+        }
+        self.text(field, "")
+    }
+
+    fn integer(&mut self, field: &str, default: u64, min: u64, max: u64) -> u64 {
+        let value = match self.map.get(field) {
+            None | Some(Yaml::Null) => return default,
+            Some(Yaml::Number(n)) => n.as_u64(),
+            Some(Yaml::String(s)) => s.trim().parse::<u64>().ok(),
+            Some(_) => None,
+        };
+        match value {
+            Some(v) if (min..=max).contains(&v) => v,
+            _ => {
+                let found = self.map.get(field).map_or_else(String::new, yaml_inline);
+                let message = if max == u64::MAX {
+                    format!("expected a whole number of at least {min}, found {found}")
+                } else {
+                    format!("expected a whole number from {min} to {max}, found {found}")
+                };
+                self.errors.push(FieldError::new(field, message));
+                default
+            }
+        }
+    }
+
+    fn attributes(&mut self, field: &str) -> BTreeMap<String, Json> {
+        let mut out = BTreeMap::new();
+        match self.map.get(field) {
+            None | Some(Yaml::Null) => {}
+            Some(Yaml::Mapping(mapping)) => {
+                for (key, value) in mapping {
+                    let Some(key) = key.as_str() else {
+                        let message = format!(
+                            "attribute names must be strings, found {}",
+                            yaml_inline(key)
+                        );
+                        self.errors.push(FieldError::new(field, message));
+                        continue;
+                    };
+                    let path = format!("{field}.{key}");
+                    match yaml_to_json(value, &path) {
+                        Ok(json) => {
+                            out.insert(key.to_string(), json);
+                        }
+                        Err(e) => self.errors.push(e),
+                    }
+                }
+            }
+            Some(other) => {
+                let message = format!(
+                    "expected a mapping of template variables, found {}",
+                    kind(other)
+                );
+                self.errors.push(FieldError::new(field, message));
+            }
+        }
+        out
+    }
+}
+
+/// Converts a YAML value to JSON, refusing what JSON cannot hold (non-string keys, NaN).
+pub fn yaml_to_json(value: &Yaml, path: &str) -> Result<Json, FieldError> {
+    Ok(match value {
+        Yaml::Null => Json::Null,
+        Yaml::Bool(b) => Json::Bool(*b),
+        Yaml::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                Json::from(i)
+            } else if let Some(u) = n.as_u64() {
+                Json::from(u)
+            } else {
+                let f = n.as_f64().unwrap_or(f64::NAN);
+                serde_json::Number::from_f64(f)
+                    .map(Json::Number)
+                    .ok_or_else(|| FieldError::new(path, format!("{n} is not a finite number")))?
+            }
+        }
+        Yaml::String(s) => Json::String(s.clone()),
+        Yaml::Sequence(items) => Json::Array(
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| yaml_to_json(item, &format!("{path}[{i}]")))
+                .collect::<Result<_, _>>()?,
+        ),
+        Yaml::Mapping(mapping) => {
+            let mut object = serde_json::Map::new();
+            for (key, item) in mapping {
+                let key = key.as_str().ok_or_else(|| {
+                    FieldError::new(
+                        path,
+                        format!("map keys must be strings, found {}", yaml_inline(key)),
+                    )
+                })?;
+                object.insert(
+                    key.to_string(),
+                    yaml_to_json(item, &format!("{path}.{key}"))?,
+                );
+            }
+            Json::Object(object)
+        }
+        Yaml::Tagged(tagged) => {
+            return Err(FieldError::new(
+                path,
+                format!(
+                    "YAML tags ({}) are not supported: write a plain value",
+                    tagged.tag
+                ),
+            ));
+        }
+    })
+}
+
+fn unknown_field_message(key: &str) -> String {
+    let closest = SPEC_FIELDS
+        .iter()
+        .map(|field| (edit_distance(key, field), *field))
+        .min()
+        .filter(|(distance, _)| *distance <= 3);
+    match closest {
+        Some((_, field)) => format!("unknown field: did you mean {field}?"),
+        None => format!("unknown field: expected one of {}", SPEC_FIELDS.join(", ")),
+    }
+}
+
+/// Levenshtein distance, for "did you mean" hints.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let next = (diagonal + usize::from(ca != *cb))
+                .min(row[j] + 1)
+                .min(row[j + 1] + 1);
+            diagonal = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
+}
+
+fn kind(value: &Yaml) -> &'static str {
+    match value {
+        Yaml::Null => "nothing",
+        Yaml::Bool(_) => "a boolean",
+        Yaml::Number(_) => "a number",
+        Yaml::String(_) => "a string",
+        Yaml::Sequence(_) => "a list",
+        Yaml::Mapping(_) => "a mapping",
+        Yaml::Tagged(_) => "a tagged value",
+    }
+}
+
+/// A short one-line rendering of a value for error messages.
+fn yaml_inline(value: &Yaml) -> String {
+    let text = match value {
+        Yaml::String(s) => format!("{s:?}"),
+        other => serde_json::to_string(other).unwrap_or_else(|_| kind(other).to_string()),
+    };
+    if text.chars().count() > 60 {
+        format!("{}...", text.chars().take(57).collect::<String>())
+    } else {
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(name: &str, text: &str) -> Vec<ManifestDoc> {
+        parse_manifest(Path::new(name), text).expect("valid YAML")
+    }
+
+    fn errors(doc: &ManifestDoc) -> Vec<String> {
+        doc.spec
+            .as_ref()
+            .err()
+            .map(|e| e.iter().map(ToString::to_string).collect())
+            .unwrap_or_default()
+    }
+
+    const MINIMAL: &str =
+        "domain: carls-model.com\nimage: qarlm/server\nbuild_id: b1\nrun_id: r1\n";
+
+    #[test]
+    fn a_minimal_manifest_gets_the_original_defaults_and_its_file_stem_as_name() {
+        let docs = parse("models/carls_model.yml", MINIMAL);
+        let spec = docs[0].spec.as_ref().unwrap();
+        assert_eq!(spec.name, "carls_model");
+        assert_eq!(spec.port, 80);
+        assert_eq!(spec.scale, 2);
+        assert_eq!(
+            (spec.cpu_limit.as_str(), spec.cpu_reservation.as_str()),
+            ("1", "0.1")
+        );
+        assert_eq!(
+            (spec.mem_limit.as_str(), spec.mem_reservation.as_str()),
+            ("2G", "1G")
+        );
+        assert_eq!(
+            (
+                spec.deploy_delay.as_str(),
+                spec.deploy_monitor_period.as_str()
+            ),
+            ("5s", "30s")
+        );
+        assert_eq!(spec.template_file, "default.template.yml");
+        assert!(spec.extra_template_attributes.is_empty());
+        assert_eq!(docs[0].origin.to_string(), "models/carls_model.yml");
+    }
+
+    #[test]
+    fn a_typo_is_an_error_with_a_suggestion() {
+        let docs = parse("m.yml", &format!("{MINIMAL}scael: 3\n"));
+        assert_eq!(
+            errors(&docs[0]),
+            ["scael: unknown field: did you mean scale?"]
+        );
+    }
+
+    #[test]
+    fn server_assigned_fields_cannot_be_declared() {
+        let docs = parse("m.yml", &format!("{MINIMAL}deployment_id: abc\n"));
+        assert_eq!(
+            errors(&docs[0]),
+            ["deployment_id: is assigned by the server and cannot be set"]
+        );
+    }
+
+    #[test]
+    fn missing_required_fields_and_bad_types_are_all_reported() {
+        let docs = parse(
+            "m.yml",
+            "image: [a]\nport: eighty\nscale: -1\nextra_template_attributes: 3\n",
+        );
+        let found = errors(&docs[0]);
+        for expected in [
+            "domain: is required",
+            "image: expected a string, found a list",
+            "port: expected a whole number from 1 to 65535, found \"eighty\"",
+            "build_id: is required",
+            "run_id: is required",
+            "scale: expected a whole number of at least 0, found -1",
+            "extra_template_attributes: expected a mapping of template variables, found a number",
+        ] {
+            assert!(
+                found.iter().any(|e| e == expected),
+                "{expected:?} not in {found:?}"
+            );
+        }
+        assert_eq!(found.len(), 7, "{found:?}");
+    }
+
+    #[test]
+    fn several_documents_need_their_own_names_and_are_numbered() {
+        let text = format!("name: a\n{MINIMAL}---\n{MINIMAL}---\n");
+        let docs = parse("team.yml", &text);
+        assert_eq!(docs.len(), 2);
+        assert_eq!(docs[0].spec.as_ref().unwrap().name, "a");
+        assert_eq!(docs[1].origin.to_string(), "team.yml#2");
+        assert_eq!(errors(&docs[1]), ["name: is required"]);
+    }
+
+    #[test]
+    fn numbers_are_accepted_where_ids_and_quantities_are_text() {
+        let docs = parse(
+            "m.yml",
+            "domain: d.com\nimage: i\nbuild_id: 123\nrun_id: 4.5\ncpu_limit: 2\nport: \"8080\"\n",
+        );
+        let spec = docs[0].spec.as_ref().unwrap();
+        assert_eq!(
+            (
+                spec.build_id.as_str(),
+                spec.run_id.as_str(),
+                spec.cpu_limit.as_str()
+            ),
+            ("123", "4.5", "2")
+        );
+        assert_eq!(spec.port, 8080);
+    }
+
+    #[test]
+    fn extra_attributes_keep_nested_values_and_refuse_tags() {
+        let text = format!(
+            "{MINIMAL}extra_template_attributes:\n  env: {{A: '1', B: [x, 2]}}\n  t: !custom x\n"
+        );
+        let docs = parse("m.yml", &text);
+        assert_eq!(
+            errors(&docs[0]),
+            [
+                "extra_template_attributes.t: YAML tags (!custom) are not supported: write a plain value"
+            ]
+        );
+        let docs = parse(
+            "m.yml",
+            &format!("{MINIMAL}extra_template_attributes:\n  env: {{A: '1', B: [x, 2]}}\n"),
+        );
+        let spec = docs[0].spec.as_ref().unwrap();
+        assert_eq!(
+            spec.extra_template_attributes["env"],
+            serde_json::json!({"A": "1", "B": ["x", 2]})
+        );
+    }
+
+    #[test]
+    fn syntax_errors_name_the_file() {
+        let err = parse_manifest(Path::new("bad.yml"), "a: [\n").unwrap_err();
+        assert!(
+            err.to_string().starts_with("bad.yml: not valid YAML: "),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_document_that_is_not_a_mapping_is_reported() {
+        let docs = parse("m.yml", "- a\n- b\n");
+        assert_eq!(
+            errors(&docs[0]),
+            ["(document): expected a mapping of deployment fields, found a list"]
+        );
+    }
+
+    #[test]
+    fn editor_and_hidden_files_are_not_manifests() {
+        for name in ["a.yml", "dir/b.yaml"] {
+            assert!(is_manifest_file(Path::new(name)), "{name}");
+        }
+        for name in [
+            ".a.yml",
+            "a.yml.swp",
+            "a.yml~",
+            "#a.yml#",
+            "a.txt",
+            "a.yml.tmp",
+            "4913",
+            ".#a.yml",
+        ] {
+            assert!(!is_manifest_file(Path::new(name)), "{name}");
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! The deployment record: what one model declares, and the history entry mlmodel keeps.
+//!
+//! [`ModelSpec`] holds the fields a user writes (in a manifest or an API body) with the
+//! original service's defaults filled in. [`DeploymentRecord`] is one entry of a model's
+//! history: the spec plus the server-assigned id, time and rendered stack.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+use std::collections::BTreeMap;
+
+/// Default values, as the original service had them.
+pub mod defaults {
+    /// Port the model's container listens on.
+    pub const PORT: u16 = 80;
+    /// Number of replicas.
+    pub const SCALE: u64 = 2;
+    /// CPU limit per replica.
+    pub const CPU_LIMIT: &str = "1";
+    /// CPU reservation per replica.
+    pub const CPU_RESERVATION: &str = "0.1";
+    /// Memory limit per replica.
+    pub const MEM_LIMIT: &str = "2G";
+    /// Memory reservation per replica.
+    pub const MEM_RESERVATION: &str = "1G";
+    /// Delay between updating batches of tasks during a rollout.
+    pub const DEPLOY_DELAY: &str = "5s";
+    /// How long each updated task is watched for failure.
+    pub const DEPLOY_MONITOR_PERIOD: &str = "30s";
+    /// Template used to render the stack.
+    pub const TEMPLATE_FILE: &str = "default.template.yml";
+}
+
+/// Largest `scale` accepted: far above what one model needs, low enough to catch typos.
+pub const MAX_SCALE: u64 = 1000;
+
+/// What a user declares for one model, defaults filled in.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelSpec {
+    /// Model name; also the key everything else is indexed by.
+    pub name: String,
+    /// Host name the proxy routes to the model.
+    pub domain: String,
+    /// Docker image reference of the model server.
+    pub image: String,
+    /// Port the model's container listens on.
+    pub port: u16,
+    /// Build that produced the image.
+    pub build_id: String,
+    /// Training run that produced the model.
+    pub run_id: String,
+    /// Number of replicas.
+    pub scale: u64,
+    /// CPU limit per replica, in CPUs.
+    pub cpu_limit: String,
+    /// CPU reservation per replica, in CPUs.
+    pub cpu_reservation: String,
+    /// Memory limit per replica, Docker size grammar.
+    pub mem_limit: String,
+    /// Memory reservation per replica, Docker size grammar.
+    pub mem_reservation: String,
+    /// Delay between rollout batches, Go duration.
+    pub deploy_delay: String,
+    /// Failure watch after each updated task, Go duration.
+    pub deploy_monitor_period: String,
+    /// Template file name in the templates directory.
+    pub template_file: String,
+    /// Extra variables for the template, merged at its top level.
+    pub extra_template_attributes: BTreeMap<String, Json>,
+}
+
+/// The fields of [`ModelSpec`], in the order errors and docs list them.
+pub const SPEC_FIELDS: &[&str] = &[
+    "name",
+    "domain",
+    "image",
+    "port",
+    "build_id",
+    "run_id",
+    "scale",
+    "cpu_limit",
+    "cpu_reservation",
+    "mem_limit",
+    "mem_reservation",
+    "deploy_delay",
+    "deploy_monitor_period",
+    "template_file",
+    "extra_template_attributes",
+];
+
+/// Fields the server assigns; a manifest or request may not set them.
+pub const SERVER_FIELDS: &[&str] = &[
+    "deployment_id",
+    "deployment_time",
+    "rendered_template",
+    "containers",
+    "swarm_services",
+];
+
+/// One entry of a model's deployment history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeploymentRecord {
+    /// What was declared.
+    #[serde(flatten)]
+    pub spec: ModelSpec,
+    /// 32 lowercase hex characters, unique per deployment.
+    pub deployment_id: String,
+    /// When the deployment was recorded, unix seconds with fraction.
+    pub deployment_time: f64,
+    /// The compose stack the template rendered for this deployment.
+    pub rendered_template: String,
+}
+
+/// A fresh deployment id: a random UUID as 32 lowercase hex characters.
+pub fn new_deployment_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// The current time as unix seconds with fraction.
+pub fn now_unix_seconds() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deployment_ids_are_32_lowercase_hex_and_unique() {
+        let a = new_deployment_id();
+        let b = new_deployment_id();
+        assert_eq!(a.len(), 32);
+        assert!(
+            a.bytes()
+                .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+        );
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn record_serialises_flat_with_the_original_field_names() {
+        let record = DeploymentRecord {
+            spec: ModelSpec {
+                name: "carls_model".into(),
+                domain: "carls-model.com".into(),
+                image: "qarlm/static-http-response-server".into(),
+                port: 80,
+                build_id: "b".into(),
+                run_id: "r".into(),
+                scale: 2,
+                cpu_limit: "1".into(),
+                cpu_reservation: "0.1".into(),
+                mem_limit: "2G".into(),
+                mem_reservation: "1G".into(),
+                deploy_delay: "5s".into(),
+                deploy_monitor_period: "30s".into(),
+                template_file: "default.template.yml".into(),
+                extra_template_attributes: BTreeMap::new(),
+            },
+            deployment_id: new_deployment_id(),
+            deployment_time: 1586932393.268678,
+            rendered_template: String::new(),
+        };
+        let json = serde_json::to_value(&record).unwrap();
+        let keys: Vec<&str> = json
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        for field in SPEC_FIELDS.iter().chain(&SERVER_FIELDS[..3]) {
+            assert!(keys.contains(field), "missing {field} in {keys:?}");
+        }
+        assert_eq!(
+            json["deployment_time"],
+            serde_json::json!(1586932393.268678)
+        );
+        let back: DeploymentRecord = serde_json::from_value(json).unwrap();
+        assert_eq!(back, record);
+    }
+}
