@@ -179,7 +179,7 @@ pub fn spec_from_value(
     for (key, value) in mapping {
         let Some(key) = key.as_str() else {
             fields.errors.push(FieldError::new(
-                format!("{}", yaml_inline(key)),
+                yaml_inline(key),
                 "field names must be strings",
             ));
             continue;

@@ -96,16 +96,14 @@ pub fn validate_spec(spec: &ModelSpec, rules: &Rules) -> Vec<FieldError> {
         ("mem_reservation", &spec.mem_reservation),
         units::parse_memory,
     );
-    if let Ok(limit) = units::parse_memory(&spec.mem_limit) {
-        if limit < MIN_MEMORY_LIMIT {
-            errors.push(FieldError::new(
-                "mem_limit",
-                format!(
-                    "{:?} is below Docker's minimum memory limit: expected at least 6M",
-                    spec.mem_limit
-                ),
-            ));
-        }
+    if units::parse_memory(&spec.mem_limit).is_ok_and(|limit| limit < MIN_MEMORY_LIMIT) {
+        errors.push(FieldError::new(
+            "mem_limit",
+            format!(
+                "{:?} is below Docker's minimum memory limit: expected at least 6M",
+                spec.mem_limit
+            ),
+        ));
     }
     for (field, value) in [
         ("deploy_delay", &spec.deploy_delay),
@@ -228,7 +226,8 @@ pub(crate) mod tests {
 
     #[test]
     fn every_rule_reports_its_field() {
-        let cases: Vec<(fn(&mut ModelSpec), &str)> = vec![
+        type Mutation = fn(&mut ModelSpec);
+        let cases: Vec<(Mutation, &str)> = vec![
             (|s| s.name = "bad name".into(), "name: "),
             (|s| s.name = "x".repeat(60), "name: "),
             (|s| s.domain = "carls_model.com".into(), "domain: "),
