@@ -4,5 +4,6 @@ pub mod manifest;
 pub mod naming;
 pub mod record;
 pub mod render;
+pub mod swarm;
 pub mod units;
 pub mod validate;

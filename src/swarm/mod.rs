@@ -1,0 +1,200 @@
+//! The narrow view of Docker Swarm the reconciler needs, behind a trait.
+//!
+//! [`Swarm`] is the only way mlmodel talks to Docker: list and write services, list tasks
+//! and nodes, ensure networks, follow events. The real implementation wraps bollard
+//! ([`docker::DockerSwarm`]); tests use [`fake::FakeSwarm`], an in-memory swarm with the
+//! same observable behaviour (version indexes, 404/409, out-of-sequence updates, events).
+
+use async_trait::async_trait;
+use bollard::models::ServiceSpec;
+use futures_util::stream::BoxStream;
+use std::collections::HashMap;
+
+/// Why a Swarm call failed, by what the caller should do about it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SwarmError {
+    /// The object does not exist (HTTP 404).
+    #[error("{what} not found")]
+    NotFound {
+        /// What was looked up.
+        what: String,
+    },
+    /// The object already exists, e.g. a service name taken (HTTP 409).
+    #[error("{what} already exists: {message}")]
+    Conflict {
+        /// What was created.
+        what: String,
+        /// Docker's message.
+        message: String,
+    },
+    /// An update carried a stale version index ("update out of sequence").
+    #[error("update of {what} out of sequence: the service changed since it was read")]
+    OutOfSequence {
+        /// The service updated.
+        what: String,
+    },
+    /// Docker could not be reached (connection refused, socket missing, timeout).
+    #[error("docker is unreachable: {message}")]
+    Unreachable {
+        /// The transport's message.
+        message: String,
+    },
+    /// Docker answered with an error; `message` is Docker's own words.
+    #[error("docker refused {operation}: {message}")]
+    Api {
+        /// The call, e.g. "create service mlmodel_a_mlmodel".
+        operation: String,
+        /// HTTP status code.
+        status: u16,
+        /// Docker's message.
+        message: String,
+    },
+}
+
+impl SwarmError {
+    /// Whether retrying later may succeed without anything else changing.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Unreachable { .. } | Self::OutOfSequence { .. })
+            || matches!(self, Self::Api { status, .. } if *status >= 500)
+    }
+}
+
+/// What `docker info` says about this node's place in the swarm.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SwarmInfo {
+    /// Docker Engine version.
+    pub server_version: String,
+    /// Swarm state: "active", "inactive", "pending", "error", "locked".
+    pub local_node_state: String,
+    /// Whether this node is a swarm manager (required to manage services).
+    pub is_manager: bool,
+    /// This node's id.
+    pub node_id: String,
+}
+
+/// A live service as listed: identity, version index, spec and replica counts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObservedService {
+    /// Service id.
+    pub id: String,
+    /// Version index; an update must carry the one last read.
+    pub version: u64,
+    /// The spec as Docker holds it (defaults filled in, network targets as ids).
+    pub spec: ServiceSpec,
+    /// Tasks running, from the list's service status.
+    pub running_tasks: u64,
+    /// Tasks desired, from the list's service status.
+    pub desired_tasks: u64,
+    /// Rolling-update state ("updating", "completed", "rollback_completed", ...), if any.
+    pub update_state: Option<String>,
+    /// Swarm's message about the rolling update, if any.
+    pub update_message: Option<String>,
+    /// When the service was last updated (RFC 3339), if known.
+    pub updated_at: Option<String>,
+}
+
+impl ObservedService {
+    /// The service's name ("" if Docker sent none).
+    pub fn name(&self) -> &str {
+        self.spec.name.as_deref().unwrap_or_default()
+    }
+
+    /// A label of the service spec.
+    pub fn label(&self, key: &str) -> Option<&str> {
+        self.spec.labels.as_ref()?.get(key).map(String::as_str)
+    }
+}
+
+/// A task of a service whose desired state is running.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObservedTask {
+    /// Task id.
+    pub id: String,
+    /// The service it belongs to.
+    pub service_id: String,
+    /// Replica slot (replicated services).
+    pub slot: Option<i64>,
+    /// Node it is assigned to, if scheduled.
+    pub node_id: Option<String>,
+    /// Image of its container spec.
+    pub image: String,
+    /// Desired state, e.g. "running", "shutdown".
+    pub desired_state: String,
+    /// Current state, e.g. "running", "pending", "rejected".
+    pub state: String,
+    /// When it entered the current state (RFC 3339).
+    pub state_since: Option<String>,
+    /// Swarm's message about the state, e.g. "started".
+    pub message: String,
+    /// The error, e.g. "no suitable node (insufficient resources on 1 node)".
+    pub error: String,
+}
+
+/// A swarm node's id and host name, to show where tasks run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObservedNode {
+    /// Node id.
+    pub id: String,
+    /// Host name.
+    pub hostname: String,
+}
+
+/// A network to create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkRequest {
+    /// Network name.
+    pub name: String,
+    /// Driver, "overlay" for swarm services.
+    pub driver: String,
+    /// Whether standalone containers may attach (useful for debugging with `docker run`).
+    pub attachable: bool,
+    /// Labels (ownership, stack namespace).
+    pub labels: HashMap<String, String>,
+}
+
+/// A change reported by Docker's event stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SwarmEvent {
+    /// A service was created, updated or removed.
+    Service {
+        /// "create", "update" or "remove".
+        action: String,
+        /// Service id.
+        id: String,
+        /// Service name, when Docker includes it.
+        name: Option<String>,
+    },
+    /// A node changed (joined, left, became unavailable).
+    Node {
+        /// Node id.
+        id: String,
+    },
+}
+
+/// Docker Swarm, as far as mlmodel needs it.
+#[async_trait]
+pub trait Swarm: Send + Sync {
+    /// Reports the engine version and this node's swarm role.
+    async fn info(&self) -> Result<SwarmInfo, SwarmError>;
+    /// Lists every service with its replica status: one API call.
+    async fn list_services(&self) -> Result<Vec<ObservedService>, SwarmError>;
+    /// Inspects one service by id or name; `None` if it does not exist.
+    async fn inspect_service(&self, id_or_name: &str) -> Result<Option<ObservedService>, SwarmError>;
+    /// Creates a service, returning its id.
+    async fn create_service(&self, spec: &ServiceSpec) -> Result<String, SwarmError>;
+    /// Replaces a service's spec; `version` must be the index last read.
+    async fn update_service(&self, id: &str, version: u64, spec: &ServiceSpec) -> Result<(), SwarmError>;
+    /// Removes a service; one that is already gone counts as removed.
+    async fn remove_service(&self, id: &str) -> Result<(), SwarmError>;
+    /// Lists the tasks whose desired state is running: one API call.
+    async fn list_tasks(&self) -> Result<Vec<ObservedTask>, SwarmError>;
+    /// Lists the swarm's nodes.
+    async fn list_nodes(&self) -> Result<Vec<ObservedNode>, SwarmError>;
+    /// Looks a network up by name, returning its id; `None` if missing.
+    async fn network_id(&self, name: &str) -> Result<Option<String>, SwarmError>;
+    /// Creates a network, returning its id.
+    async fn create_network(&self, network: &NetworkRequest) -> Result<String, SwarmError>;
+    /// Follows service and node events from now on. The stream ends or errors when the
+    /// connection drops; the caller reconnects (see [`crate::observe`]).
+    fn events(&self) -> BoxStream<'static, Result<SwarmEvent, SwarmError>>;
+}
