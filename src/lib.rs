@@ -3,7 +3,9 @@
 pub mod manifest;
 pub mod naming;
 pub mod record;
+pub mod queue;
 pub mod render;
+pub mod status;
 pub mod swarm;
 pub mod units;
 pub mod validate;

@@ -1,0 +1,434 @@
+//! What the API reports per model: the status cache and how a status is derived.
+//!
+//! [`derive`] is a pure function of what the reconciler decided for a model and what it
+//! observed in the swarm. [`StatusCache`] holds the latest status of every model for the
+//! API; reads never call Docker.
+
+use crate::swarm::{ObservedService, ObservedTask};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+
+/// Where a model's lifecycle stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Phase {
+    /// Declared; its services are not there yet.
+    Pending,
+    /// A rollout or scale-up is under way.
+    Progressing,
+    /// Every desired replica runs the desired spec.
+    Available,
+    /// Fewer replicas run than desired and tasks are failing.
+    Degraded,
+    /// The declaration or the rollout failed; the message says why.
+    Failed,
+    /// Not declared (deleted or manifest removed) and its services are gone.
+    Removed,
+}
+
+impl Phase {
+    /// The phase's name as the API and CLI print it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "Pending",
+            Self::Progressing => "Progressing",
+            Self::Available => "Available",
+            Self::Degraded => "Degraded",
+            Self::Failed => "Failed",
+            Self::Removed => "Removed",
+        }
+    }
+}
+
+/// One live service of a model, as the original API showed it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ServiceStatus {
+    /// Service name.
+    pub name: String,
+    /// Image of its spec.
+    pub image: String,
+    /// "running/desired".
+    pub replicas: String,
+}
+
+/// One task (container) of a model's services.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TaskStatus {
+    /// `<service>.<slot>` (or `<service>.<node id>` for global services).
+    pub name: String,
+    /// Image of the task's container spec.
+    pub image: String,
+    /// Host name of the node it is on ("" if not scheduled).
+    pub node: String,
+    /// Desired state, capitalised like Docker's CLI ("Running").
+    pub desired_state: String,
+    /// Current state, capitalised ("Running", "Pending", "Rejected").
+    pub state: String,
+    /// When it entered the current state (RFC 3339), for "Running 6 minutes ago".
+    pub since: Option<String>,
+    /// Swarm's error, e.g. "no suitable node (insufficient resources on 1 node)".
+    pub error: String,
+}
+
+/// Everything the API says about one model.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelStatus {
+    /// Model name.
+    pub name: String,
+    /// A record (valid declaration) exists for it.
+    pub valid: bool,
+    /// Its services exist in the swarm.
+    pub active: bool,
+    /// Lifecycle phase.
+    pub phase: Phase,
+    /// The last problem in words a user can act on ("" when there is none).
+    pub message: String,
+    /// Tasks running, over all its services.
+    pub replicas_running: u64,
+    /// Tasks desired, over all its services.
+    pub replicas_desired: u64,
+    /// Live services match the desired stack.
+    pub synced: bool,
+    /// Where the declaration comes from: a manifest path, "api" or "adopted".
+    pub source: Option<String>,
+    /// Deployment id of the applied record.
+    pub deployment_id: Option<String>,
+    /// Image of the first service, for listings.
+    pub image: Option<String>,
+    /// Live services.
+    pub services: Vec<ServiceStatus>,
+    /// Tasks of the live services.
+    pub tasks: Vec<TaskStatus>,
+    /// When the swarm was last observed for this status (unix seconds).
+    pub observed_at: f64,
+}
+
+/// What the reconciler concluded about a model's declaration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verdict {
+    /// A valid record exists.
+    pub valid: bool,
+    /// The model should have services (false: absent or unknown).
+    pub wanted: bool,
+    /// Live services match the desired stack (no pending writes, no conflicts).
+    pub synced: bool,
+    /// A reason the declaration cannot be applied (invalid, conflict, render error) or
+    /// the last failed Docker write; empty if none.
+    pub problem: String,
+    /// Whether `problem` makes the model Failed (declaration errors, conflicts) rather
+    /// than a transient write error.
+    pub fatal: bool,
+    /// Where the declaration comes from.
+    pub source: Option<String>,
+    /// Deployment id being applied.
+    pub deployment_id: Option<String>,
+}
+
+/// Derives a model's status from the verdict and its observed services and tasks.
+pub fn derive(
+    name: &str,
+    verdict: &Verdict,
+    services: &[&ObservedService],
+    tasks: &[&ObservedTask],
+    nodes: &HashMap<String, String>,
+    observed_at: f64,
+) -> ModelStatus {
+    let running: u64 = services.iter().map(|s| s.running_tasks).sum();
+    let desired: u64 = services.iter().map(|s| s.desired_tasks).sum();
+    let names: HashMap<&str, &str> = services.iter().map(|s| (s.id.as_str(), s.name())).collect();
+    let mut task_statuses: Vec<TaskStatus> = tasks
+        .iter()
+        .map(|t| task_status(t, names.get(t.service_id.as_str()).copied().unwrap_or_default(), nodes))
+        .collect();
+    task_statuses.sort_by(|a, b| a.name.cmp(&b.name));
+    let task_error = tasks
+        .iter()
+        .find(|t| !t.error.is_empty())
+        .map(|t| t.error.clone());
+    let rollout_failure = services.iter().find_map(|s| match s.update_state.as_deref() {
+        Some(state @ ("rollback_completed" | "rollback_started" | "paused" | "rollback_paused")) => Some(format!(
+            "rollout {}: {}",
+            state.replace('_', " "),
+            s.update_message.as_deref().unwrap_or("no message from swarm")
+        )),
+        _ => None,
+    });
+    let updating = services
+        .iter()
+        .any(|s| s.update_state.as_deref() == Some("updating"));
+    let (phase, message) = if !verdict.problem.is_empty() && verdict.fatal {
+        (Phase::Failed, verdict.problem.clone())
+    } else if let Some(failure) = rollout_failure {
+        (Phase::Failed, failure)
+    } else if !verdict.wanted {
+        if services.is_empty() {
+            (Phase::Removed, String::new())
+        } else {
+            (Phase::Progressing, "removing services".to_string())
+        }
+    } else if services.is_empty() {
+        (Phase::Pending, verdict.problem.clone())
+    } else if running >= desired && verdict.synced && !updating {
+        (Phase::Available, verdict.problem.clone())
+    } else if let Some(error) = task_error.filter(|_| running < desired) {
+        (Phase::Degraded, error)
+    } else {
+        (Phase::Progressing, verdict.problem.clone())
+    };
+    ModelStatus {
+        name: name.to_string(),
+        valid: verdict.valid,
+        active: !services.is_empty(),
+        phase,
+        message,
+        replicas_running: running,
+        replicas_desired: desired,
+        synced: verdict.synced,
+        source: verdict.source.clone(),
+        deployment_id: verdict.deployment_id.clone(),
+        image: services.first().map(|s| service_image(s)),
+        services: services
+            .iter()
+            .map(|s| ServiceStatus {
+                name: s.name().to_string(),
+                image: service_image(s),
+                replicas: format!("{}/{}", s.running_tasks, s.desired_tasks),
+            })
+            .collect(),
+        tasks: task_statuses,
+        observed_at,
+    }
+}
+
+fn service_image(service: &ObservedService) -> String {
+    service
+        .spec
+        .task_template
+        .as_ref()
+        .and_then(|t| t.container_spec.as_ref())
+        .and_then(|c| c.image.clone())
+        .unwrap_or_default()
+}
+
+fn task_status(task: &ObservedTask, service_name: &str, nodes: &HashMap<String, String>) -> TaskStatus {
+    let suffix = match (task.slot, &task.node_id) {
+        (Some(slot), _) => slot.to_string(),
+        (None, Some(node)) => node.clone(),
+        (None, None) => task.id.clone(),
+    };
+    TaskStatus {
+        name: format!("{service_name}.{suffix}"),
+        image: task.image.clone(),
+        node: task
+            .node_id
+            .as_ref()
+            .and_then(|id| nodes.get(id).cloned())
+            .unwrap_or_default(),
+        desired_state: capitalise(&task.desired_state),
+        state: capitalise(&task.state),
+        since: task.state_since.clone(),
+        error: task.error.clone(),
+    }
+}
+
+fn capitalise(word: &str) -> String {
+    let mut chars = word.chars();
+    chars
+        .next()
+        .map(|first| first.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
+}
+
+/// The latest status of every model, shared between the reconciler (one writer at a time
+/// per model) and the API (many readers). Readers get cheap snapshots.
+#[derive(Default)]
+pub struct StatusCache {
+    inner: RwLock<Snapshot>,
+}
+
+/// A consistent view of every model's status.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// Status by model name.
+    pub models: BTreeMap<String, Arc<ModelStatus>>,
+    /// Bumped on every change, so readers can cache what they derive from a snapshot.
+    pub generation: u64,
+}
+
+impl StatusCache {
+    /// An empty cache.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Snapshot> {
+        // Writers only swap whole entries; a poisoned lock still holds a usable map.
+        self.inner.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records a model's status; returns whether it changed beyond its observation time
+    /// (only such changes bump the generation).
+    pub fn set(&self, status: ModelStatus) -> bool {
+        let mut inner = self.inner.write().unwrap_or_else(|p| p.into_inner());
+        let unchanged = inner
+            .models
+            .get(&status.name)
+            .is_some_and(|old| same_except_time(old, &status));
+        inner.models.insert(status.name.clone(), Arc::new(status));
+        if !unchanged {
+            inner.generation += 1;
+        }
+        !unchanged
+    }
+
+    /// Forgets a model (no record and nothing live).
+    pub fn remove(&self, name: &str) {
+        let mut inner = self.inner.write().unwrap_or_else(|p| p.into_inner());
+        if inner.models.remove(name).is_some() {
+            inner.generation += 1;
+        }
+    }
+
+    /// One model's status.
+    pub fn get(&self, name: &str) -> Option<Arc<ModelStatus>> {
+        self.read().models.get(name).cloned()
+    }
+
+    /// Every model's status.
+    pub fn snapshot(&self) -> Snapshot {
+        self.read().clone()
+    }
+
+    /// The current generation.
+    pub fn generation(&self) -> u64 {
+        self.read().generation
+    }
+}
+
+fn same_except_time(a: &ModelStatus, b: &ModelStatus) -> bool {
+    ModelStatus {
+        observed_at: 0.0,
+        ..a.clone()
+    } == ModelStatus {
+        observed_at: 0.0,
+        ..b.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bollard::models::ServiceSpec;
+
+    fn service(running: u64, desired: u64, update_state: Option<&str>) -> ObservedService {
+        ObservedService {
+            id: "s1".into(),
+            version: 1,
+            spec: ServiceSpec {
+                name: Some("mlmodel_m_mlmodel".into()),
+                ..Default::default()
+            },
+            running_tasks: running,
+            desired_tasks: desired,
+            update_state: update_state.map(String::from),
+            update_message: Some("update rolled back due to failure".into()),
+            updated_at: None,
+        }
+    }
+
+    fn task(slot: i64, state: &str, error: &str) -> ObservedTask {
+        ObservedTask {
+            id: format!("t{slot}"),
+            service_id: "s1".into(),
+            slot: Some(slot),
+            node_id: Some("n1".into()),
+            image: "img:1".into(),
+            desired_state: "running".into(),
+            state: state.into(),
+            state_since: None,
+            message: String::new(),
+            error: error.into(),
+        }
+    }
+
+    fn verdict() -> Verdict {
+        Verdict {
+            valid: true,
+            wanted: true,
+            synced: true,
+            problem: String::new(),
+            fatal: false,
+            source: Some("api".into()),
+            deployment_id: Some("d1".into()),
+        }
+    }
+
+    fn phase_of(verdict: &Verdict, services: &[ObservedService], tasks: &[ObservedTask]) -> (Phase, String) {
+        let services: Vec<&ObservedService> = services.iter().collect();
+        let tasks: Vec<&ObservedTask> = tasks.iter().collect();
+        let nodes = HashMap::from([("n1".to_string(), "node-1".to_string())]);
+        let status = derive("m", verdict, &services, &tasks, &nodes, 0.0);
+        (status.phase, status.message)
+    }
+
+    #[test]
+    fn phases_follow_the_declaration_and_the_swarm() {
+        let no_space = "no suitable node (insufficient resources on 1 node)";
+        let invalid = Verdict {
+            problem: "domain: bad".into(),
+            fatal: true,
+            valid: false,
+            ..verdict()
+        };
+        let absent = Verdict {
+            wanted: false,
+            ..verdict()
+        };
+        let unsynced = Verdict {
+            synced: false,
+            ..verdict()
+        };
+        let cases: Vec<(&str, Verdict, Vec<ObservedService>, Vec<ObservedTask>, Phase, &str)> = vec![
+            ("declared, nothing live", verdict(), vec![], vec![], Phase::Pending, ""),
+            ("all running", verdict(), vec![service(2, 2, None)], vec![task(1, "running", "")], Phase::Available, ""),
+            ("starting", verdict(), vec![service(1, 2, None)], vec![task(2, "starting", "")], Phase::Progressing, ""),
+            ("no room", verdict(), vec![service(0, 2, None)], vec![task(1, "pending", no_space)], Phase::Degraded, no_space),
+            ("rolling", verdict(), vec![service(2, 2, Some("updating"))], vec![], Phase::Progressing, ""),
+            ("unsynced", unsynced, vec![service(2, 2, None)], vec![], Phase::Progressing, ""),
+            ("rolled back", verdict(), vec![service(2, 2, Some("rollback_completed"))], vec![], Phase::Failed, "rollout rollback completed: update rolled back due to failure"),
+            ("invalid", invalid, vec![service(2, 2, None)], vec![], Phase::Failed, "domain: bad"),
+            ("removing", absent.clone(), vec![service(2, 2, None)], vec![], Phase::Progressing, "removing services"),
+            ("removed", absent, vec![], vec![], Phase::Removed, ""),
+        ];
+        for (what, verdict, services, tasks, phase, message) in cases {
+            assert_eq!(phase_of(&verdict, &services, &tasks), (phase, message.to_string()), "{what}");
+        }
+    }
+
+    #[test]
+    fn tasks_are_named_like_docker_and_show_node_names() {
+        let services = [service(1, 1, None)];
+        let tasks = [task(1, "running", "")];
+        let nodes = HashMap::from([("n1".to_string(), "node-1".to_string())]);
+        let status = derive("m", &verdict(), &[&services[0]], &[&tasks[0]], &nodes, 0.0);
+        assert_eq!(status.tasks[0].name, "mlmodel_m_mlmodel.1");
+        assert_eq!(status.tasks[0].node, "node-1");
+        assert_eq!(status.tasks[0].state, "Running");
+        assert_eq!(status.services[0].replicas, "1/1");
+        assert!(status.active && status.valid);
+    }
+
+    #[test]
+    fn the_cache_bumps_its_generation_only_on_real_changes() {
+        let cache = StatusCache::new();
+        let status = derive("m", &verdict(), &[], &[], &HashMap::new(), 1.0);
+        assert!(cache.set(status.clone()));
+        let generation = cache.generation();
+        assert!(!cache.set(ModelStatus { observed_at: 2.0, ..status.clone() }));
+        assert_eq!(cache.generation(), generation);
+        assert!(cache.set(ModelStatus { message: "x".into(), ..status }));
+        assert_eq!(cache.generation(), generation + 1);
+        cache.remove("m");
+        assert!(cache.get("m").is_none());
+    }
+}
