@@ -1,0 +1,181 @@
+#!/usr/bin/env bash
+# Makes a Docker engine in swarm mode available to the tests and to
+# `mlmodel serve`, starting from a machine that may only have a docker client.
+# Idempotent: every step checks first, so a second run is a quick no-op.
+#
+#   1. install Debian's docker.io (engine + containerd) if dockerd is missing
+#   2. start dockerd in the background if the daemon does not answer
+#      (no systemd needed; log in /var/log/mlmodel-dockerd.log)
+#   3. `docker swarm init` if this engine is not in a swarm
+#   4. create the shared attachable overlay network ${MLMODEL_NETWORK:-mlmodel}
+#   5. build the test image (scripts/build-test-image.sh)
+#
+# If DOCKER_HOST names a remote daemon (anything but a unix socket), steps 1
+# and 2 are skipped: that daemon must already answer.
+#
+# Environment:
+#   MLMODEL_NETWORK         overlay network to create (default mlmodel)
+#   MLMODEL_DOCKERD_LOG     dockerd log file (default /var/log/mlmodel-dockerd.log)
+#   MLMODEL_DOCKERD_WAIT    seconds to wait for a started dockerd (default 60)
+set -euo pipefail
+
+log() { printf 'swarm-up: %s\n' "$*" >&2; }
+die() {
+	log "ERROR: $*"
+	exit 1
+}
+
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+network="${MLMODEL_NETWORK:-mlmodel}"
+dockerd_log="${MLMODEL_DOCKERD_LOG:-/var/log/mlmodel-dockerd.log}"
+dockerd_wait="${MLMODEL_DOCKERD_WAIT:-60}"
+
+# Runs a command as root: directly, or through passwordless sudo.
+as_root() {
+	if [[ $EUID -eq 0 ]]; then
+		"$@"
+	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+		sudo -n "$@"
+	else
+		die "'$*' needs root, and passwordless sudo is not available"
+	fi
+}
+
+daemon_answers() { docker info >/dev/null 2>&1; }
+
+# Prints the path of dockerd; /usr/sbin is often missing from a user's PATH.
+find_dockerd() {
+	local candidate
+	for candidate in "$(command -v dockerd 2>/dev/null || true)" /usr/sbin/dockerd /usr/bin/dockerd; do
+		if [[ -n $candidate && -x $candidate ]]; then
+			printf '%s\n' "$candidate"
+			return 0
+		fi
+	done
+	return 1
+}
+
+# A unix socket (or nothing, meaning the default socket) is a local daemon
+# this script may install and start; anything else is someone else's.
+local_daemon=1
+case "${DOCKER_HOST:-}" in
+"" | unix://*) ;;
+*) local_daemon=0 ;;
+esac
+
+# --- 1. install the engine ---------------------------------------------------
+if [[ $local_daemon == 1 ]] && ! { find_dockerd >/dev/null && command -v docker >/dev/null 2>&1; }; then
+	log "dockerd not found; installing Debian's docker.io package"
+	command -v apt-get >/dev/null 2>&1 || die "dockerd is missing and apt-get is not available to install it"
+	export DEBIAN_FRONTEND=noninteractive
+	# needrestart (recommended by docker.io) must not restart anything.
+	export NEEDRESTART_MODE=l NEEDRESTART_SUSPEND=1
+	as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q ||
+		die "apt-get update failed"
+	as_root env DEBIAN_FRONTEND=noninteractive NEEDRESTART_MODE=l NEEDRESTART_SUSPEND=1 \
+		apt-get install -y -q docker.io ||
+		die "apt-get install docker.io failed"
+	find_dockerd >/dev/null || die "docker.io is installed but dockerd cannot be found"
+fi
+command -v docker >/dev/null 2>&1 || die "the docker client is not installed"
+
+# --- 2. start the daemon -------------------------------------------------------
+if daemon_answers; then
+	log "Docker daemon answers ($(docker version --format '{{.Server.Version}}' 2>/dev/null || echo '?'))"
+elif [[ $local_daemon == 0 ]]; then
+	die "DOCKER_HOST=$DOCKER_HOST does not answer 'docker info'; start that daemon first"
+else
+	dockerd="$(find_dockerd)" || die "dockerd is not installed"
+	dockerd_args=()
+	if [[ -n ${DOCKER_HOST:-} && $DOCKER_HOST != unix:///var/run/docker.sock &&
+		$DOCKER_HOST != unix:///run/docker.sock ]]; then
+		dockerd_args+=(--host "$DOCKER_HOST")
+	fi
+	if command -v pgrep >/dev/null 2>&1 && pgrep -x dockerd >/dev/null 2>&1; then
+		log "a dockerd process exists but does not answer yet; waiting for it"
+	else
+		# dockerd refuses to start if its pid file names a live process, and
+		# after a crash that pid may have been reused by something else.
+		for pidfile in /var/run/docker.pid /run/docker.pid; do
+			if [[ -f $pidfile ]]; then
+				pid="$(cat "$pidfile" 2>/dev/null || true)"
+				if [[ -z $pid || "$(cat "/proc/$pid/comm" 2>/dev/null || true)" != dockerd ]]; then
+					as_root rm -f "$pidfile"
+				fi
+			fi
+		done
+		log "starting dockerd in the background (log: $dockerd_log)"
+		as_root mkdir -p "$(dirname "$dockerd_log")"
+		# setsid --fork + nohup: the daemon must outlive this script and its
+		# process group (CI runners kill a step's processes when it ends).
+		# DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1 stops the swarm executor from
+		# trying to pull every task's image before using the local copy: no
+		# registry is reachable, and the tests' images only exist locally.
+		# shellcheck disable=SC2016 # "$@" and $0 are expanded by that sh
+		as_root setsid --fork nohup sh -c \
+			'PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin" DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1; export PATH DOCKER_SERVICE_PREFER_OFFLINE_IMAGE; exec "$@" >>"$0" 2>&1' \
+			"$dockerd_log" "$dockerd" "${dockerd_args[@]}" </dev/null >/dev/null 2>&1 ||
+			die "could not start dockerd"
+	fi
+	waited=0
+	until daemon_answers; do
+		if ((waited >= dockerd_wait)); then
+			log "dockerd did not answer within ${dockerd_wait}s; last lines of $dockerd_log:"
+			as_root tail -n 40 "$dockerd_log" >&2 || true
+			die "could not start the Docker daemon"
+		fi
+		if ((waited >= 3)) && command -v pgrep >/dev/null 2>&1 && ! pgrep -x dockerd >/dev/null 2>&1; then
+			log "dockerd exited; last lines of $dockerd_log:"
+			as_root tail -n 40 "$dockerd_log" >&2 || true
+			die "could not start the Docker daemon"
+		fi
+		sleep 1
+		waited=$((waited + 1))
+	done
+	log "Docker daemon answers after ${waited}s ($(docker version --format '{{.Server.Version}}' 2>/dev/null || echo '?'))"
+fi
+
+# --- 3. swarm mode -------------------------------------------------------------
+swarm_state() { docker info --format '{{.Swarm.LocalNodeState}}' 2>/dev/null || true; }
+state="$(swarm_state)"
+# Right after a daemon restart a member node can be "pending" for a moment.
+for _ in $(seq 30); do
+	[[ $state == pending ]] || break
+	sleep 1
+	state="$(swarm_state)"
+done
+case "$state" in
+active)
+	log "swarm mode active"
+	;;
+inactive)
+	log "initialising a single-node swarm"
+	docker swarm init --advertise-addr 127.0.0.1 >/dev/null || die "docker swarm init failed"
+	[[ "$(swarm_state)" == active ]] || die "swarm state is '$(swarm_state)' after docker swarm init"
+	log "swarm mode active"
+	;;
+locked)
+	die "the swarm is locked (autolock); unlock it with 'docker swarm unlock'"
+	;;
+*)
+	die "unexpected swarm state '$state' (see 'docker info'; 'docker swarm leave --force' resets it)"
+	;;
+esac
+[[ "$(docker info --format '{{.Swarm.ControlAvailable}}' 2>/dev/null)" == true ]] ||
+	die "this engine is a swarm worker, not a manager; services can only be managed on a manager"
+
+# --- 4. shared overlay network ---------------------------------------------------
+if driver="$(docker network inspect --format '{{.Driver}} {{.Scope}} {{.Attachable}}' "$network" 2>/dev/null)"; then
+	[[ $driver == "overlay swarm true" ]] ||
+		die "network '$network' exists but is not an attachable swarm overlay network (driver, scope, attachable: $driver)"
+	log "overlay network '$network' exists"
+else
+	log "creating the attachable overlay network '$network'"
+	docker network create --driver overlay --attachable "$network" >/dev/null ||
+		die "could not create the overlay network '$network'"
+fi
+
+# --- 5. test image ---------------------------------------------------------------
+bash "$repo_root/scripts/build-test-image.sh" || die "building the test image failed"
+
+log "ready: swarm active, network '$network', test image built"
