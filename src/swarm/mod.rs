@@ -6,6 +6,7 @@
 //! same observable behaviour (version indexes, 404/409, out-of-sequence updates, events).
 
 pub mod docker;
+pub mod fake;
 
 use async_trait::async_trait;
 use bollard::models::ServiceSpec;
