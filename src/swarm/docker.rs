@@ -391,6 +391,12 @@ mod tests {
     }
 
     #[test]
+    fn docker_swarm_can_be_held_behind_the_trait() {
+        fn held_as_dyn_swarm<T: Swarm + 'static>() {}
+        held_as_dyn_swarm::<DockerSwarm>();
+    }
+
+    #[test]
     fn a_404_maps_to_not_found_naming_the_object() {
         let err = map_error(
             server_error(404, "service x not found"),

@@ -247,9 +247,7 @@ impl FakeSwarm {
     /// A service by id or name, as listed, without counting a call.
     pub fn service(&self, id_or_name: &str) -> Option<ObservedService> {
         let state = self.lock();
-        state
-            .find(id_or_name)
-            .map(|id| state.services[id].observe())
+        state.find(id_or_name).map(FakeService::observe)
     }
 
     /// Creates a service as `docker service create` would, emitting its event.
@@ -352,23 +350,20 @@ impl State {
         id
     }
 
-    fn find(&self, id_or_name: &str) -> Option<&String> {
-        self.services
-            .get_key_value(id_or_name)
-            .map(|(id, _)| id)
-            .or_else(|| {
-                self.services
-                    .values()
-                    .find(|service| service.spec.name.as_deref() == Some(id_or_name))
-                    .map(|service| &service.id)
-            })
+    /// A service by id or, like Docker, by name.
+    fn find(&self, id_or_name: &str) -> Option<&FakeService> {
+        self.services.get(id_or_name).or_else(|| {
+            self.services
+                .values()
+                .find(|service| service.spec.name.as_deref() == Some(id_or_name))
+        })
     }
 
     fn service_named_mut(&mut self, id_or_name: &str) -> Result<&mut FakeService, SwarmError> {
         let not_found = || SwarmError::NotFound {
             what: format!("service {id_or_name}"),
         };
-        let id = self.find(id_or_name).ok_or_else(not_found)?.clone();
+        let id = self.find(id_or_name).ok_or_else(not_found)?.id.clone();
         self.services.get_mut(&id).ok_or_else(not_found)
     }
 
@@ -466,10 +461,14 @@ impl State {
                     .to_string(),
             });
         }
+        // Docker rolls tasks (and reports an update status) only when the task template
+        // changes; labels and replicas change in place. The fake's roll ends at once.
+        if spec.task_template != service.spec.task_template {
+            service.update_status = Some(("completed".to_string(), "update completed".to_string()));
+        }
         service.spec = spec;
         service.version = index;
         service.updated_at = now_rfc3339();
-        service.update_status = Some(("completed".to_string(), "update completed".to_string()));
         let name = service.spec.name.clone().unwrap_or_default();
         let event = service_event("update", &service.id, &name);
         self.index = index;
@@ -477,7 +476,7 @@ impl State {
     }
 
     fn remove(&mut self, id_or_name: &str) -> Option<SwarmEvent> {
-        let id = self.find(id_or_name)?.clone();
+        let id = self.find(id_or_name)?.id.clone();
         let service = self.services.remove(&id)?;
         self.index += 1;
         Some(service_event(
@@ -595,9 +594,12 @@ impl Swarm for FakeSwarm {
         id_or_name: &str,
     ) -> Result<Option<ObservedService>, SwarmError> {
         let state = self.begin(Op::InspectService)?;
-        Ok(state
-            .find(id_or_name)
-            .map(|id| state.services[id].observe()))
+        // Like Docker, which reports replica counts only when listing.
+        Ok(state.find(id_or_name).map(|service| ObservedService {
+            running_tasks: 0,
+            desired_tasks: 0,
+            ..service.observe()
+        }))
     }
 
     async fn create_service(&self, spec: &ServiceSpec) -> Result<String, SwarmError> {
@@ -751,6 +753,12 @@ mod tests {
         spec
     }
 
+    #[test]
+    fn the_fake_can_stand_in_for_docker_behind_the_trait() {
+        let swarm: std::sync::Arc<dyn Swarm> = std::sync::Arc::new(FakeSwarm::new());
+        drop(swarm);
+    }
+
     #[tokio::test]
     async fn creating_a_taken_name_is_a_conflict() {
         let swarm = FakeSwarm::new();
@@ -818,7 +826,7 @@ mod tests {
     async fn a_converged_service_reports_all_replicas_running_with_one_task_per_slot() {
         let swarm = FakeSwarm::new();
         let id = swarm.create_service(&spec("a", 2)).await.unwrap();
-        let service = swarm.inspect_service("a").await.unwrap().unwrap();
+        let service = swarm.list_services().await.unwrap().remove(0);
         assert_eq!((service.running_tasks, service.desired_tasks), (2, 2));
         let tasks = swarm.list_tasks().await.unwrap();
         let slots: Vec<_> = tasks.iter().map(|task| task.slot).collect();
@@ -838,7 +846,7 @@ mod tests {
         swarm.set_running("a", 1).unwrap();
         let insufficient = "no suitable node (insufficient resources on 1 node)";
         swarm.set_task_error("a", "pending", insufficient).unwrap();
-        let service = swarm.inspect_service("a").await.unwrap().unwrap();
+        let service = swarm.list_services().await.unwrap().remove(0);
         assert_eq!((service.running_tasks, service.desired_tasks), (1, 3));
         let tasks = swarm.list_tasks().await.unwrap();
         let stuck: Vec<_> = tasks
@@ -984,6 +992,38 @@ mod tests {
         assert_eq!(listed[0].label("owner"), Some("someone"));
         assert_eq!(listed[0].desired_tasks, 4);
         assert!(swarm.scale_by_hand("missing", 1).is_err());
+    }
+
+    #[tokio::test]
+    async fn inspect_like_docker_reports_no_replica_counts() {
+        let swarm = FakeSwarm::new();
+        swarm.create_service(&spec("a", 2)).await.unwrap();
+        let service = swarm.inspect_service("a").await.unwrap().unwrap();
+        assert_eq!((service.running_tasks, service.desired_tasks), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn only_a_new_task_template_reports_a_rolling_update() {
+        let swarm = FakeSwarm::new();
+        let id = swarm.create_service(&spec("a", 1)).await.unwrap();
+        swarm.scale_by_hand("a", 2).unwrap();
+        assert_eq!(swarm.service("a").unwrap().update_state, None);
+        let current = swarm.service("a").unwrap();
+        let mut new_image = spec("a", 2);
+        if let Some(container) = new_image
+            .task_template
+            .as_mut()
+            .and_then(|t| t.container_spec.as_mut())
+        {
+            container.image = Some("img:2".to_string());
+        }
+        swarm
+            .update_service(&id, current.version, &new_image)
+            .await
+            .unwrap();
+        let updated = swarm.service("a").unwrap();
+        assert_eq!(updated.update_state.as_deref(), Some("completed"));
+        assert_eq!(updated.update_message.as_deref(), Some("update completed"));
     }
 
     #[test]

@@ -181,7 +181,8 @@ pub trait Swarm: Send + Sync {
     async fn info(&self) -> Result<SwarmInfo, SwarmError>;
     /// Lists every service with its replica status: one API call.
     async fn list_services(&self) -> Result<Vec<ObservedService>, SwarmError>;
-    /// Inspects one service by id or name; `None` if it does not exist.
+    /// Inspects one service by id or name; `None` if it does not exist. Its replica counts
+    /// are 0: Docker (API 1.41) reports them only when listing.
     async fn inspect_service(
         &self,
         id_or_name: &str,
