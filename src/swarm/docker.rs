@@ -32,10 +32,12 @@ impl DockerSwarm {
     /// Connects the standard way (`DOCKER_HOST`, else the local socket) and negotiates the
     /// API version.
     ///
-    /// bollard speaks a newer API version than older engines accept (Docker 20.10 stops at
-    /// 1.41 and refuses every call made with a newer one), so the client is downgraded to the
-    /// server's version before anything else. This makes one request, so an absent daemon
-    /// shows up here as [`SwarmError::Unreachable`].
+    /// bollard's default API version is newer than older engines accept (Docker 20.10 stops
+    /// at 1.41 and answers 400 to a path versioned newer), so the client is downgraded to
+    /// the server's version before anything else. bollard 0.21.1 happens to drop the
+    /// version from request paths, which the engine then serves at its own newest version;
+    /// negotiating keeps this working if that changes. It makes one request, so an absent
+    /// daemon shows up here as [`SwarmError::Unreachable`].
     pub async fn connect() -> Result<Self, SwarmError> {
         let docker = Docker::connect_with_defaults()
             .map_err(|err| map_error(err, "connect to", "docker"))?;

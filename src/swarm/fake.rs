@@ -3,7 +3,9 @@
 //! It keeps the parts of Docker's behaviour the reconciler depends on: unique service names
 //! (409), one version index shared by every write and checked on update ("update out of
 //! sequence"), removal of a missing service being harmless, network attachment targets
-//! stored as ids even when given as names, and events for every service write.
+//! stored as ids even when given as names, and events for every service write. Where
+//! Docker 20.10 answers oddly it answers the same: inspect carries no replica counts, a
+//! missing network is a 500, renaming a service is a 501.
 //!
 //! Tests steer it with knobs: inject the next error of a kind of call ([`FakeSwarm::fail_next`]),
 //! take Docker away ([`FakeSwarm::set_unreachable`]), make tasks fail to run
@@ -212,8 +214,8 @@ impl FakeSwarm {
         self.lock().calls.clear();
     }
 
-    /// Makes only `running` of the service's tasks run; the others show as "pending"
-    /// (see [`FakeSwarm::set_task_error`]). Running all replicas again clears it.
+    /// Makes at most `running` of the service's tasks run, until set again; the others
+    /// show as "pending" (see [`FakeSwarm::set_task_error`]).
     pub fn set_running(&self, name: &str, running: u64) -> Result<(), SwarmError> {
         let mut state = self.lock();
         let service = state.service_named_mut(name)?;
