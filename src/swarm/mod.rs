@@ -5,6 +5,9 @@
 //! ([`docker::DockerSwarm`]); tests use [`fake::FakeSwarm`], an in-memory swarm with the
 //! same observable behaviour (version indexes, 404/409, out-of-sequence updates, events).
 
+pub mod docker;
+pub mod fake;
+
 use async_trait::async_trait;
 use bollard::models::ServiceSpec;
 use futures_util::stream::BoxStream;
@@ -178,12 +181,21 @@ pub trait Swarm: Send + Sync {
     async fn info(&self) -> Result<SwarmInfo, SwarmError>;
     /// Lists every service with its replica status: one API call.
     async fn list_services(&self) -> Result<Vec<ObservedService>, SwarmError>;
-    /// Inspects one service by id or name; `None` if it does not exist.
-    async fn inspect_service(&self, id_or_name: &str) -> Result<Option<ObservedService>, SwarmError>;
+    /// Inspects one service by id or name; `None` if it does not exist. Its replica counts
+    /// are 0: Docker (API 1.41) reports them only when listing.
+    async fn inspect_service(
+        &self,
+        id_or_name: &str,
+    ) -> Result<Option<ObservedService>, SwarmError>;
     /// Creates a service, returning its id.
     async fn create_service(&self, spec: &ServiceSpec) -> Result<String, SwarmError>;
     /// Replaces a service's spec; `version` must be the index last read.
-    async fn update_service(&self, id: &str, version: u64, spec: &ServiceSpec) -> Result<(), SwarmError>;
+    async fn update_service(
+        &self,
+        id: &str,
+        version: u64,
+        spec: &ServiceSpec,
+    ) -> Result<(), SwarmError>;
     /// Removes a service; one that is already gone counts as removed.
     async fn remove_service(&self, id: &str) -> Result<(), SwarmError>;
     /// Lists the tasks whose desired state is running: one API call.

@@ -1,0 +1,596 @@
+//! [`DockerSwarm`]: the [`Swarm`] trait over the Docker Engine API (bollard).
+//!
+//! A thin adapter: one Docker call per trait method, values mapped into mlmodel's types,
+//! errors mapped by status code. No retries and no caching: deciding what to do about a
+//! failure is the reconciler's job.
+
+use super::{
+    NetworkRequest, ObservedNode, ObservedService, ObservedTask, Swarm, SwarmError, SwarmEvent,
+    SwarmInfo,
+};
+use async_trait::async_trait;
+use bollard::Docker;
+use bollard::errors::Error as DockerError;
+use bollard::models::{
+    EventMessage, EventMessageTypeEnum, NetworkCreateRequest, Node, Service, ServiceSpec, Task,
+};
+use bollard::query_parameters::{
+    EventsOptions, ListNetworksOptions, ListNodesOptions, ListServicesOptions, ListTasksOptions,
+    UpdateServiceOptions,
+};
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
+use std::collections::HashMap;
+
+/// The real swarm, reached through the Docker Engine API.
+#[derive(Debug, Clone)]
+pub struct DockerSwarm {
+    docker: Docker,
+}
+
+impl DockerSwarm {
+    /// Connects the standard way (`DOCKER_HOST`, else the local socket) and negotiates the
+    /// API version.
+    ///
+    /// bollard's default API version is newer than older engines accept (Docker 20.10 stops
+    /// at 1.41 and answers 400 to a path versioned newer), so the client is downgraded to
+    /// the server's version before anything else. bollard 0.21.1 happens to drop the
+    /// version from request paths, which the engine then serves at its own newest version;
+    /// negotiating keeps this working if that changes. It makes one request, so an absent
+    /// daemon shows up here as [`SwarmError::Unreachable`].
+    pub async fn connect() -> Result<Self, SwarmError> {
+        let docker = Docker::connect_with_defaults()
+            .map_err(|err| map_error(err, "connect to", "docker"))?;
+        let docker = docker
+            .negotiate_version()
+            .await
+            .map_err(|err| map_error(err, "negotiate the API version with", "docker"))?;
+        Ok(Self::from_docker(docker))
+    }
+
+    /// Wraps an existing client as is; negotiate its version first if the engine may be
+    /// older than bollard (see [`DockerSwarm::connect`]).
+    pub fn from_docker(docker: Docker) -> Self {
+        Self { docker }
+    }
+
+    /// The underlying client.
+    pub fn docker(&self) -> &Docker {
+        &self.docker
+    }
+}
+
+#[async_trait]
+impl Swarm for DockerSwarm {
+    async fn info(&self) -> Result<SwarmInfo, SwarmError> {
+        let info = self
+            .docker
+            .info()
+            .await
+            .map_err(|err| map_error(err, "read info of", "docker"))?;
+        let swarm = info.swarm.unwrap_or_default();
+        Ok(SwarmInfo {
+            server_version: info.server_version.unwrap_or_default(),
+            local_node_state: swarm
+                .local_node_state
+                .map(|state| state.to_string())
+                .unwrap_or_default(),
+            is_manager: swarm.control_available.unwrap_or(false),
+            node_id: swarm.node_id.unwrap_or_default(),
+        })
+    }
+
+    async fn list_services(&self) -> Result<Vec<ObservedService>, SwarmError> {
+        let options = ListServicesOptions {
+            filters: None,
+            status: Some(true),
+        };
+        let services = self
+            .docker
+            .list_services(Some(options))
+            .await
+            .map_err(|err| map_error(err, "list", "services"))?;
+        Ok(services.into_iter().map(observed_service).collect())
+    }
+
+    async fn inspect_service(
+        &self,
+        id_or_name: &str,
+    ) -> Result<Option<ObservedService>, SwarmError> {
+        match self.docker.inspect_service(id_or_name, None).await {
+            Ok(service) => Ok(Some(observed_service(service))),
+            Err(DockerError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(None),
+            Err(err) => Err(map_error(err, "inspect", &format!("service {id_or_name}"))),
+        }
+    }
+
+    async fn create_service(&self, spec: &ServiceSpec) -> Result<String, SwarmError> {
+        let what = format!("service {}", spec.name.as_deref().unwrap_or_default());
+        let created = self
+            .docker
+            .create_service(spec.clone(), None)
+            .await
+            .map_err(|err| map_error(err, "create", &what))?;
+        log_warnings(&what, created.warnings.as_deref());
+        created.id.ok_or_else(|| SwarmError::Api {
+            operation: format!("create {what}"),
+            status: 0,
+            message: "docker answered without the new service's id".to_string(),
+        })
+    }
+
+    async fn update_service(
+        &self,
+        id: &str,
+        version: u64,
+        spec: &ServiceSpec,
+    ) -> Result<(), SwarmError> {
+        let what = format!("service {id}");
+        // bollard carries the index as i32 while Docker's is a u64 raft index; it would take
+        // two billion writes to the swarm to overflow, but refuse rather than wrap.
+        let version = i32::try_from(version).map_err(|_| SwarmError::Api {
+            operation: format!("update {what}"),
+            status: 0,
+            message: format!("version index {version} is too large for the client to send"),
+        })?;
+        let options = UpdateServiceOptions {
+            version,
+            ..Default::default()
+        };
+        let updated = self
+            .docker
+            .update_service(id, spec.clone(), options, None)
+            .await
+            .map_err(|err| map_error(err, "update", &what))?;
+        log_warnings(&what, updated.warnings.as_deref());
+        Ok(())
+    }
+
+    async fn remove_service(&self, id: &str) -> Result<(), SwarmError> {
+        match self.docker.delete_service(id).await {
+            Ok(()) => Ok(()),
+            Err(DockerError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(()),
+            Err(err) => Err(map_error(err, "remove", &format!("service {id}"))),
+        }
+    }
+
+    async fn list_tasks(&self) -> Result<Vec<ObservedTask>, SwarmError> {
+        let filters = HashMap::from([("desired-state".to_string(), vec!["running".to_string()])]);
+        let options = ListTasksOptions {
+            filters: Some(filters),
+        };
+        let tasks = self
+            .docker
+            .list_tasks(Some(options))
+            .await
+            .map_err(|err| map_error(err, "list", "tasks"))?;
+        Ok(tasks.into_iter().map(observed_task).collect())
+    }
+
+    async fn list_nodes(&self) -> Result<Vec<ObservedNode>, SwarmError> {
+        let nodes = self
+            .docker
+            .list_nodes(None::<ListNodesOptions>)
+            .await
+            .map_err(|err| map_error(err, "list", "nodes"))?;
+        Ok(nodes.into_iter().map(observed_node).collect())
+    }
+
+    async fn network_id(&self, name: &str) -> Result<Option<String>, SwarmError> {
+        // Docker's name filter matches substrings ("mlmodel" finds "mlmodel-test" too), so
+        // the exact name is checked here.
+        let filters = HashMap::from([("name".to_string(), vec![name.to_string()])]);
+        let options = ListNetworksOptions {
+            filters: Some(filters),
+        };
+        let networks = self
+            .docker
+            .list_networks(Some(options))
+            .await
+            .map_err(|err| map_error(err, "look up", &format!("network {name}")))?;
+        Ok(networks
+            .into_iter()
+            .find(|network| network.name.as_deref() == Some(name))
+            .and_then(|network| network.id))
+    }
+
+    async fn create_network(&self, network: &NetworkRequest) -> Result<String, SwarmError> {
+        let what = format!("network {}", network.name);
+        let request = NetworkCreateRequest {
+            name: network.name.clone(),
+            driver: Some(network.driver.clone()),
+            attachable: Some(network.attachable),
+            labels: Some(network.labels.clone()),
+            ..Default::default()
+        };
+        let created = self
+            .docker
+            .create_network(request)
+            .await
+            .map_err(|err| map_error(err, "create", &what))?;
+        if !created.warning.is_empty() {
+            tracing::warn!(network = %network.name, warning = %created.warning, "docker warned");
+        }
+        Ok(created.id)
+    }
+
+    fn events(&self) -> BoxStream<'static, Result<SwarmEvent, SwarmError>> {
+        let filters = HashMap::from([(
+            "type".to_string(),
+            vec!["service".to_string(), "node".to_string()],
+        )]);
+        let options = EventsOptions {
+            filters: Some(filters),
+            ..Default::default()
+        };
+        self.docker
+            .events(Some(options))
+            .filter_map(|message| async move {
+                match message {
+                    Ok(message) => swarm_event(message).map(Ok),
+                    Err(err) => Some(Err(map_error(err, "follow", "events"))),
+                }
+            })
+            .boxed()
+    }
+}
+
+/// Maps a bollard error from `{verb} {what}` (e.g. "update", "service abc") by what the
+/// caller should do about it: 404, 409 and Swarm's out-of-sequence 500 get their own
+/// variants, transport failures are [`SwarmError::Unreachable`], the rest keep Docker's
+/// status and words.
+pub(crate) fn map_error(err: DockerError, verb: &str, what: &str) -> SwarmError {
+    match err {
+        DockerError::DockerResponseServerError {
+            status_code,
+            message,
+        } => match status_code {
+            404 => SwarmError::NotFound {
+                what: what.to_string(),
+            },
+            409 => SwarmError::Conflict {
+                what: what.to_string(),
+                message,
+            },
+            // Swarm reports a stale version index as a plain 500; its words are the only
+            // way to tell it from a real server failure.
+            500 if message.contains("update out of sequence") => SwarmError::OutOfSequence {
+                what: what.to_string(),
+            },
+            status => SwarmError::Api {
+                operation: format!("{verb} {what}"),
+                status,
+                message,
+            },
+        },
+        DockerError::IOError { .. }
+        | DockerError::HyperResponseError { .. }
+        | DockerError::HyperLegacyError { .. }
+        | DockerError::RequestTimeoutError
+        | DockerError::SocketNotFoundError(_) => SwarmError::Unreachable {
+            message: format!("failed to {verb} {what}: {}", error_chain(&err)),
+        },
+        // Everything else failed in the client (decoding, building the request): there is
+        // no HTTP status, hence 0.
+        other => SwarmError::Api {
+            operation: format!("{verb} {what}"),
+            status: 0,
+            message: error_chain(&other),
+        },
+    }
+}
+
+/// An error and its sources on one line ("a: b: c"), since transport errors often say
+/// little at the top ("client error (Connect)") and the reason sits underneath.
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+fn log_warnings(what: &str, warnings: Option<&[String]>) {
+    for warning in warnings.unwrap_or_default() {
+        tracing::warn!(%what, %warning, "docker warned");
+    }
+}
+
+/// A listed or inspected service as mlmodel sees it.
+fn observed_service(service: Service) -> ObservedService {
+    let status = service.service_status.unwrap_or_default();
+    let update = service.update_status.unwrap_or_default();
+    ObservedService {
+        id: service.id.unwrap_or_default(),
+        version: service
+            .version
+            .and_then(|version| version.index)
+            .unwrap_or_default(),
+        spec: service.spec.unwrap_or_default(),
+        running_tasks: status.running_tasks.unwrap_or_default(),
+        desired_tasks: status.desired_tasks.unwrap_or_default(),
+        update_state: update
+            .state
+            .map(|state| state.to_string())
+            .filter(|state| !state.is_empty()),
+        update_message: update.message.filter(|message| !message.is_empty()),
+        updated_at: service.updated_at,
+    }
+}
+
+fn observed_task(task: Task) -> ObservedTask {
+    let status = task.status.unwrap_or_default();
+    ObservedTask {
+        id: task.id.unwrap_or_default(),
+        service_id: task.service_id.unwrap_or_default(),
+        slot: task.slot,
+        node_id: task.node_id.filter(|node| !node.is_empty()),
+        image: task
+            .spec
+            .and_then(|spec| spec.container_spec)
+            .and_then(|container| container.image)
+            .unwrap_or_default(),
+        desired_state: task
+            .desired_state
+            .map(|state| state.to_string())
+            .unwrap_or_default(),
+        state: status
+            .state
+            .map(|state| state.to_string())
+            .unwrap_or_default(),
+        state_since: status.timestamp,
+        message: status.message.unwrap_or_default(),
+        error: status.err.unwrap_or_default(),
+    }
+}
+
+fn observed_node(node: Node) -> ObservedNode {
+    ObservedNode {
+        id: node.id.unwrap_or_default(),
+        hostname: node
+            .description
+            .and_then(|description| description.hostname)
+            .unwrap_or_default(),
+    }
+}
+
+/// The swarm event an event message reports, if it is about a service or a node.
+fn swarm_event(message: EventMessage) -> Option<SwarmEvent> {
+    let actor = message.actor.unwrap_or_default();
+    let id = actor.id.unwrap_or_default();
+    match message.typ? {
+        EventMessageTypeEnum::SERVICE => Some(SwarmEvent::Service {
+            action: message.action.unwrap_or_default(),
+            id,
+            name: actor
+                .attributes
+                .and_then(|mut attributes| attributes.remove("name")),
+        }),
+        EventMessageTypeEnum::NODE => Some(SwarmEvent::Node { id }),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server_error(status_code: u16, message: &str) -> DockerError {
+        DockerError::DockerResponseServerError {
+            status_code,
+            message: message.to_string(),
+        }
+    }
+
+    #[test]
+    fn docker_swarm_can_be_held_behind_the_trait() {
+        fn held_as_dyn_swarm<T: Swarm + 'static>() {}
+        held_as_dyn_swarm::<DockerSwarm>();
+    }
+
+    #[test]
+    fn a_404_maps_to_not_found_naming_the_object() {
+        let err = map_error(
+            server_error(404, "service x not found"),
+            "inspect",
+            "service x",
+        );
+        assert_eq!(
+            err,
+            SwarmError::NotFound {
+                what: "service x".to_string()
+            }
+        );
+    }
+
+    #[test]
+    fn a_409_maps_to_conflict_keeping_dockers_words() {
+        let message =
+            "rpc error: code = AlreadyExists desc = name conflicts with an existing object";
+        let err = map_error(server_error(409, message), "create", "service x");
+        assert_eq!(
+            err,
+            SwarmError::Conflict {
+                what: "service x".to_string(),
+                message: message.to_string()
+            }
+        );
+    }
+
+    #[test]
+    fn a_500_saying_update_out_of_sequence_maps_to_out_of_sequence() {
+        let message = "rpc error: code = Unknown desc = update out of sequence";
+        let err = map_error(server_error(500, message), "update", "service x");
+        assert_eq!(
+            err,
+            SwarmError::OutOfSequence {
+                what: "service x".to_string()
+            }
+        );
+        assert!(err.is_transient());
+    }
+
+    #[test]
+    fn any_other_500_stays_an_api_error_with_its_status() {
+        let err = map_error(server_error(500, "raft is down"), "update", "service x");
+        assert_eq!(
+            err,
+            SwarmError::Api {
+                operation: "update service x".to_string(),
+                status: 500,
+                message: "raft is down".to_string()
+            }
+        );
+    }
+
+    #[test]
+    fn a_400_is_an_api_error_that_retrying_will_not_fix() {
+        let err = map_error(server_error(400, "invalid mount"), "create", "service x");
+        assert!(matches!(err, SwarmError::Api { status: 400, .. }));
+        assert!(!err.is_transient());
+    }
+
+    #[test]
+    fn io_errors_timeouts_and_missing_sockets_map_to_unreachable() {
+        let refused = DockerError::IOError {
+            err: std::io::Error::from(std::io::ErrorKind::ConnectionRefused),
+        };
+        for err in [
+            refused,
+            DockerError::RequestTimeoutError,
+            DockerError::SocketNotFoundError("/nowhere.sock".to_string()),
+        ] {
+            let mapped = map_error(err, "list", "services");
+            assert!(
+                matches!(mapped, SwarmError::Unreachable { .. }),
+                "{mapped:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn unreachable_message_says_what_failed() {
+        let err = map_error(DockerError::RequestTimeoutError, "list", "services");
+        assert_eq!(
+            err.to_string(),
+            "docker is unreachable: failed to list services: Timeout error"
+        );
+    }
+
+    #[test]
+    fn a_service_listed_with_status_maps_counts_version_and_update_status() {
+        let json = serde_json::json!({
+            "ID": "abc",
+            "Version": {"Index": 42},
+            "UpdatedAt": "2024-05-01T10:00:00.123Z",
+            "Spec": {"Name": "m_a", "Labels": {"k": "v"}},
+            "UpdateStatus": {"State": "rollback_completed", "Message": "rollback completed"},
+            "ServiceStatus": {"RunningTasks": 1, "DesiredTasks": 2}
+        });
+        let service: Service = serde_json::from_value(json).unwrap();
+        let observed = observed_service(service);
+        assert_eq!(observed.id, "abc");
+        assert_eq!(observed.version, 42);
+        assert_eq!(observed.name(), "m_a");
+        assert_eq!(observed.label("k"), Some("v"));
+        assert_eq!((observed.running_tasks, observed.desired_tasks), (1, 2));
+        assert_eq!(observed.update_state.as_deref(), Some("rollback_completed"));
+        assert_eq!(
+            observed.update_message.as_deref(),
+            Some("rollback completed")
+        );
+        assert_eq!(
+            observed.updated_at.as_deref(),
+            Some("2024-05-01T10:00:00.123Z")
+        );
+    }
+
+    #[test]
+    fn a_service_never_updated_has_no_update_state() {
+        let service: Service =
+            serde_json::from_value(serde_json::json!({"ID": "abc", "Spec": {"Name": "m_a"}}))
+                .unwrap();
+        let observed = observed_service(service);
+        assert_eq!(observed.update_state, None);
+        assert_eq!((observed.running_tasks, observed.desired_tasks), (0, 0));
+    }
+
+    #[test]
+    fn a_pending_task_has_no_node_and_keeps_its_error() {
+        let json = serde_json::json!({
+            "ID": "t1",
+            "ServiceID": "abc",
+            "Slot": 1,
+            "NodeID": "",
+            "Spec": {"ContainerSpec": {"Image": "img:1"}},
+            "DesiredState": "running",
+            "Status": {
+                "Timestamp": "2024-05-01T10:00:00Z",
+                "State": "pending",
+                "Message": "pending task scheduling",
+                "Err": "no suitable node (insufficient resources on 1 node)"
+            }
+        });
+        let task: Task = serde_json::from_value(json).unwrap();
+        let observed = observed_task(task);
+        assert_eq!(observed.node_id, None);
+        assert_eq!(observed.slot, Some(1));
+        assert_eq!(observed.image, "img:1");
+        assert_eq!(observed.state, "pending");
+        assert_eq!(observed.desired_state, "running");
+        assert_eq!(
+            observed.error,
+            "no suitable node (insufficient resources on 1 node)"
+        );
+    }
+
+    #[test]
+    fn a_service_event_takes_its_name_from_the_actor_attributes() {
+        let json = serde_json::json!({
+            "Type": "service",
+            "Action": "update",
+            "Actor": {"ID": "abc", "Attributes": {"name": "m_a", "replicas.new": "2"}},
+            "scope": "swarm",
+            "time": 1,
+            "timeNano": 1
+        });
+        let message: EventMessage = serde_json::from_value(json).unwrap();
+        assert_eq!(
+            swarm_event(message),
+            Some(SwarmEvent::Service {
+                action: "update".to_string(),
+                id: "abc".to_string(),
+                name: Some("m_a".to_string())
+            })
+        );
+    }
+
+    #[test]
+    fn node_events_map_and_other_events_are_dropped() {
+        let node: EventMessage = serde_json::from_value(serde_json::json!({
+            "Type": "node", "Action": "update", "Actor": {"ID": "n1"}
+        }))
+        .unwrap();
+        assert_eq!(
+            swarm_event(node),
+            Some(SwarmEvent::Node {
+                id: "n1".to_string()
+            })
+        );
+        let container: EventMessage = serde_json::from_value(serde_json::json!({
+            "Type": "container", "Action": "start", "Actor": {"ID": "c1"}
+        }))
+        .unwrap();
+        assert_eq!(swarm_event(container), None);
+    }
+}
