@@ -1,0 +1,468 @@
+use super::*;
+use crate::stack::{NetworkSpec, labels};
+use bollard::models::*;
+use std::collections::{BTreeMap, HashMap};
+
+fn stack(yaml: &str) -> StackSpec {
+    match convert_yaml("s", yaml) {
+        Ok(stack) => stack,
+        Err(errors) => panic!("unexpected errors: {errors:#?}"),
+    }
+}
+
+fn errors(stack_name: &str, yaml: &str) -> Vec<String> {
+    match convert_yaml(stack_name, yaml) {
+        Ok(stack) => panic!("expected errors, converted {stack:#?}"),
+        Err(errors) => errors.iter().map(ToString::to_string).collect(),
+    }
+}
+
+/// Converts a one-service file whose service body is `body` and returns that service.
+fn web(body: &str) -> ServiceSpec {
+    let mut stack = stack(&format!("services:\n  web:\n    image: nginx:1\n{body}"));
+    assert_eq!(stack.services.len(), 1);
+    stack.services.remove(0)
+}
+
+fn container(spec: &ServiceSpec) -> &TaskSpecContainerSpec {
+    spec.task_template
+        .as_ref()
+        .unwrap()
+        .container_spec
+        .as_ref()
+        .unwrap()
+}
+
+fn task(spec: &ServiceSpec) -> &TaskSpec {
+    spec.task_template.as_ref().unwrap()
+}
+
+fn map(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn strings(items: &[&str]) -> Option<Vec<String>> {
+    Some(items.iter().map(ToString::to_string).collect())
+}
+
+#[test]
+fn a_minimal_service_converts_like_docker_stack_deploy() {
+    let spec = web("");
+    let expected = ServiceSpec {
+        name: Some("s_web".into()),
+        labels: Some(map(&[
+            (labels::STACK_NAMESPACE, "s"),
+            (labels::STACK_IMAGE, "nginx:1"),
+        ])),
+        task_template: Some(TaskSpec {
+            container_spec: Some(TaskSpecContainerSpec {
+                image: Some("nginx:1".into()),
+                labels: Some(map(&[(labels::STACK_NAMESPACE, "s")])),
+                privileges: Some(TaskSpecContainerSpecPrivileges::default()),
+                ..Default::default()
+            }),
+            resources: Some(TaskSpecResources::default()),
+            placement: Some(TaskSpecPlacement::default()),
+            networks: Some(vec![NetworkAttachmentConfig {
+                target: Some("s_default".into()),
+                aliases: strings(&["web"]),
+                driver_opts: None,
+            }]),
+            ..Default::default()
+        }),
+        mode: Some(ServiceSpecMode {
+            replicated: Some(ServiceSpecModeReplicated { replicas: None }),
+            ..Default::default()
+        }),
+        endpoint_spec: Some(EndpointSpec::default()),
+        ..Default::default()
+    };
+    assert_eq!(spec, expected);
+}
+
+#[test]
+fn services_are_sorted_and_the_default_network_is_created() {
+    let stack = stack("services:\n  zeta:\n    image: nginx\n  alpha:\n    image: nginx\n");
+    let names: Vec<_> = stack
+        .services
+        .iter()
+        .map(|s| s.name.clone().unwrap())
+        .collect();
+    assert_eq!(names, ["s_alpha", "s_zeta"]);
+    assert_eq!(
+        stack.networks,
+        [NetworkSpec {
+            name: "s_default".into(),
+            driver: "overlay".into(),
+            attachable: false,
+            labels: [(labels::STACK_NAMESPACE.to_string(), "s".to_string())].into(),
+        }]
+    );
+}
+
+#[test]
+fn labels_go_where_docker_puts_them() {
+    let spec = web(
+        "    labels:\n      team: ml\n      com.docker.stack.namespace: spoofed\n    deploy:\n      labels: [tier=gold]\n",
+    );
+    assert_eq!(
+        spec.labels,
+        Some(map(&[
+            ("tier", "gold"),
+            (labels::STACK_NAMESPACE, "s"),
+            (labels::STACK_IMAGE, "nginx:1")
+        ]))
+    );
+    assert_eq!(
+        container(&spec).labels,
+        Some(map(&[("team", "ml"), (labels::STACK_NAMESPACE, "s")]))
+    );
+}
+
+#[test]
+fn command_entrypoint_user_and_working_dir_reach_the_container() {
+    let spec = web(
+        "    entrypoint: /server\n    command: [\"--port\", \"8080\"]\n    user: \"1000:1000\"\n    working_dir: /srv\n    stop_grace_period: 30s\n",
+    );
+    let c = container(&spec);
+    assert_eq!(c.command, strings(&["/server"]));
+    assert_eq!(c.args, strings(&["--port", "8080"]));
+    assert_eq!(c.user.as_deref(), Some("1000:1000"));
+    assert_eq!(c.dir.as_deref(), Some("/srv"));
+    assert_eq!(c.stop_grace_period, Some(30_000_000_000));
+}
+
+#[test]
+fn empty_commands_and_strings_are_left_out_as_docker_omits_them() {
+    let spec = web(
+        "    command: []\n    entrypoint: \"\"\n    user: \"\"\n    working_dir: \"\"\n    environment: {}\n",
+    );
+    let c = container(&spec);
+    assert_eq!(
+        (c.command.clone(), c.args.clone(), c.env.clone()),
+        (None, None, None)
+    );
+    assert_eq!((c.user.clone(), c.dir.clone()), (None, None));
+}
+
+#[test]
+fn environment_is_sorted_as_whole_strings() {
+    let spec = web(
+        "    environment:\n      A: \"1\"\n      A-B: \"2\"\n      UNSET:\n      EMPTY: \"\"\n",
+    );
+    // "A-B=2" sorts before "A=1" because '-' < '='.
+    assert_eq!(
+        container(&spec).env,
+        strings(&["A-B=2", "A=1", "EMPTY=", "UNSET"])
+    );
+}
+
+#[test]
+fn healthchecks_convert_with_zero_durations_left_out() {
+    let spec = web(
+        "    healthcheck:\n      test: [\"CMD\", \"/server\", \"--probe\"]\n      interval: 5s\n      timeout: 0s\n      retries: 3\n      start_period: 10s\n",
+    );
+    assert_eq!(
+        container(&spec).health_check,
+        Some(HealthConfig {
+            test: strings(&["CMD", "/server", "--probe"]),
+            interval: Some(5_000_000_000),
+            timeout: None,
+            retries: Some(3),
+            start_period: Some(10_000_000_000),
+            start_interval: None,
+        })
+    );
+    let disabled = web("    healthcheck:\n      disable: true\n      interval: 5s\n");
+    assert_eq!(
+        container(&disabled).health_check,
+        Some(HealthConfig {
+            test: strings(&["NONE"]),
+            ..Default::default()
+        })
+    );
+}
+
+#[test]
+fn ports_are_sorted_by_published_port_keeping_ties_in_order() {
+    let spec = web(
+        "    ports:\n      - \"9090:90\"\n      - \"81\"\n      - target: 80\n        published: 8080\n        mode: host\n      - \"53:53/udp\"\n      - target: 82\n",
+    );
+    let port = |target: i64, published: Option<i64>, protocol, mode| EndpointPortConfig {
+        name: None,
+        protocol,
+        target_port: Some(target),
+        published_port: published,
+        publish_mode: mode,
+    };
+    use EndpointPortConfigProtocolEnum::{TCP, UDP};
+    use EndpointPortConfigPublishModeEnum::{HOST, INGRESS};
+    assert_eq!(
+        spec.endpoint_spec,
+        Some(EndpointSpec {
+            mode: None,
+            ports: Some(vec![
+                port(81, None, Some(TCP), Some(INGRESS)),
+                port(82, None, None, None),
+                port(53, Some(53), Some(UDP), Some(INGRESS)),
+                port(80, Some(8080), None, Some(HOST)),
+                port(90, Some(9090), Some(TCP), Some(INGRESS)),
+            ]),
+        })
+    );
+}
+
+#[test]
+fn endpoint_mode_is_converted_and_dnsrr_refuses_ingress_ports() {
+    let spec = web(
+        "    deploy:\n      endpoint_mode: dnsrr\n    ports:\n      - target: 80\n        published: 80\n        mode: host\n",
+    );
+    assert_eq!(
+        spec.endpoint_spec.unwrap().mode,
+        Some(EndpointSpecModeEnum::DNSRR)
+    );
+    let vip = web("    deploy:\n      endpoint_mode: vip\n");
+    assert_eq!(
+        vip.endpoint_spec.unwrap().mode,
+        Some(EndpointSpecModeEnum::VIP)
+    );
+    assert_eq!(
+        errors(
+            "s",
+            "services:\n  web:\n    image: nginx\n    ports: [\"80:80\"]\n    deploy:\n      endpoint_mode: dnsrr\n"
+        ),
+        [
+            "services.web.deploy.endpoint_mode: dnsrr cannot be used with ports published in ingress mode; publish every port with mode: host"
+        ]
+    );
+}
+
+#[test]
+fn modes_convert_to_replicated_or_global() {
+    let replicated = web("    deploy:\n      replicas: 3\n");
+    assert_eq!(
+        replicated.mode.unwrap().replicated,
+        Some(ServiceSpecModeReplicated { replicas: Some(3) })
+    );
+    let zero = web("    deploy:\n      replicas: 0\n");
+    assert_eq!(zero.mode.unwrap().replicated.unwrap().replicas, Some(0));
+    let global = web("    deploy:\n      mode: global\n");
+    assert_eq!(
+        global.mode,
+        Some(ServiceSpecMode {
+            global: Some(HashMap::new()),
+            ..Default::default()
+        })
+    );
+}
+
+#[test]
+fn resources_keep_present_blocks_even_when_empty() {
+    let spec = web(
+        "    deploy:\n      resources:\n        limits:\n          cpus: \"0.5\"\n          memory: 64M\n          pids: 100\n        reservations: {}\n",
+    );
+    assert_eq!(
+        task(&spec).resources,
+        Some(TaskSpecResources {
+            limits: Some(Limit {
+                nano_cpus: Some(500_000_000),
+                memory_bytes: Some(64 << 20),
+                pids: Some(100),
+            }),
+            reservations: Some(ResourceObject::default()),
+            ..Default::default()
+        })
+    );
+}
+
+#[test]
+fn update_config_gets_docker_defaults_only_when_present() {
+    assert_eq!(web("").update_config, None);
+    let spec = web("    deploy:\n      update_config: {}\n");
+    assert_eq!(
+        spec.update_config,
+        Some(ServiceSpecUpdateConfig {
+            parallelism: Some(1),
+            max_failure_ratio: Some(0.0),
+            ..Default::default()
+        })
+    );
+    let spec = web(
+        "    deploy:\n      update_config:\n        parallelism: 0\n        delay: 10s\n        monitor: 1m\n        failure_action: rollback\n        max_failure_ratio: 0.1\n        order: start-first\n",
+    );
+    assert_eq!(
+        spec.update_config,
+        Some(ServiceSpecUpdateConfig {
+            parallelism: Some(0),
+            delay: Some(10_000_000_000),
+            failure_action: Some(ServiceSpecUpdateConfigFailureActionEnum::ROLLBACK),
+            monitor: Some(60_000_000_000),
+            // Docker carries the ratio as a 32-bit float and prints it as 0.1.
+            max_failure_ratio: Some(0.1),
+            order: Some(ServiceSpecUpdateConfigOrderEnum::START_FIRST),
+        })
+    );
+}
+
+#[test]
+fn rollback_config_converts_like_update_config() {
+    let spec = web(
+        "    deploy:\n      rollback_config:\n        delay: 1s\n        failure_action: continue\n        order: stop-first\n",
+    );
+    assert_eq!(
+        spec.rollback_config,
+        Some(ServiceSpecRollbackConfig {
+            parallelism: Some(1),
+            delay: Some(1_000_000_000),
+            failure_action: Some(ServiceSpecRollbackConfigFailureActionEnum::CONTINUE),
+            monitor: None,
+            max_failure_ratio: Some(0.0),
+            order: Some(ServiceSpecRollbackConfigOrderEnum::STOP_FIRST),
+        })
+    );
+}
+
+#[test]
+fn restart_policy_converts_as_written() {
+    assert_eq!(task(&web("")).restart_policy, None);
+    let spec = web(
+        "    deploy:\n      restart_policy:\n        condition: on-failure\n        delay: 0s\n        max_attempts: 3\n        window: 2m\n",
+    );
+    assert_eq!(
+        task(&spec).restart_policy,
+        Some(TaskSpecRestartPolicy {
+            condition: Some(TaskSpecRestartPolicyConditionEnum::ON_FAILURE),
+            // A zero delay is sent: Docker keeps it as a pointer.
+            delay: Some(0),
+            max_attempts: Some(3),
+            window: Some(120_000_000_000),
+        })
+    );
+}
+
+#[test]
+fn placement_converts_constraints_spread_and_max_replicas() {
+    let spec = web(
+        "    deploy:\n      placement:\n        constraints: [node.role==manager]\n        preferences:\n          - spread: node.labels.zone\n        max_replicas_per_node: 2\n",
+    );
+    assert_eq!(
+        task(&spec).placement,
+        Some(TaskSpecPlacement {
+            constraints: strings(&["node.role==manager"]),
+            preferences: Some(vec![TaskSpecPlacementPreferences {
+                spread: Some(TaskSpecPlacementSpread {
+                    spread_descriptor: Some("node.labels.zone".into()),
+                }),
+            }]),
+            max_replicas: Some(2),
+            platforms: None,
+        })
+    );
+}
+
+#[test]
+fn networks_resolve_to_docker_names_with_aliases_sorted_by_target() {
+    let stack = stack(
+        "services:\n  api:\n    image: nginx\n    networks:\n      zz_local:\n        aliases: [v1]\n      mlmodel:\n      legacy:\n      named:\nnetworks:\n  zz_local:\n    attachable: true\n    labels:\n      team: ml\n  mlmodel:\n    external: true\n  legacy:\n    external:\n      name: host\n  named:\n    name: custom-net\n    driver: overlay\n",
+    );
+    let attach = |target: &str, aliases: &[&str]| NetworkAttachmentConfig {
+        target: Some(target.into()),
+        aliases: strings(aliases).filter(|a| !a.is_empty()),
+        driver_opts: None,
+    };
+    assert_eq!(
+        task(&stack.services[0]).networks,
+        Some(vec![
+            attach("custom-net", &["api"]),
+            // Docker adds no alias on its built-in networks.
+            attach("host", &[]),
+            attach("mlmodel", &["api"]),
+            attach("s_zz_local", &["v1", "api"]),
+        ])
+    );
+    let ns = || (labels::STACK_NAMESPACE.to_string(), "s".to_string());
+    assert_eq!(
+        stack.networks,
+        [
+            NetworkSpec {
+                name: "custom-net".into(),
+                driver: "overlay".into(),
+                attachable: false,
+                labels: [ns()].into(),
+            },
+            NetworkSpec {
+                name: "s_zz_local".into(),
+                driver: "overlay".into(),
+                attachable: true,
+                labels: BTreeMap::from([("team".to_string(), "ml".to_string()), ns()]),
+            },
+        ]
+    );
+}
+
+#[test]
+fn a_declared_default_network_is_honoured() {
+    let stack = stack(
+        "services:\n  web:\n    image: nginx\nnetworks:\n  default:\n    external: true\n    name: mlmodel\n",
+    );
+    assert!(stack.networks.is_empty());
+    assert_eq!(
+        task(&stack.services[0]).networks.as_ref().unwrap()[0]
+            .target
+            .as_deref(),
+        Some("mlmodel")
+    );
+}
+
+#[test]
+fn unused_networks_are_not_created() {
+    let stack =
+        stack("services:\n  web:\n    image: nginx\n    networks: [a]\nnetworks:\n  a:\n  b:\n");
+    let names: Vec<_> = stack.networks.iter().map(|n| n.name.as_str()).collect();
+    assert_eq!(names, ["s_a"]);
+}
+
+#[test]
+fn undefined_networks_are_reported() {
+    assert_eq!(
+        errors(
+            "s",
+            "services:\n  web:\n    image: nginx\n    networks: [missing]\n"
+        ),
+        [
+            "services.web.networks.missing: undefined network: declare it under the top-level networks"
+        ]
+    );
+}
+
+#[test]
+fn service_and_stack_names_are_checked() {
+    let found = errors("bad name", "services:\n  web.v1:\n    image: nginx\n");
+    assert_eq!(found.len(), 2, "{found:#?}");
+    assert!(found[0].starts_with("stack: \"bad name\" is not a valid name"));
+    assert!(found[1].starts_with("services.web.v1: \"web.v1\" is not a valid name"));
+    let long_key = "k".repeat(60);
+    let found = errors(
+        "stack",
+        &format!("services:\n  {long_key}:\n    image: nginx\n"),
+    );
+    assert!(
+        found[0].starts_with(&format!("services.{long_key}: ")),
+        "{found:?}"
+    );
+    assert!(found[0].contains("Docker allows 63"), "{found:?}");
+}
+
+#[test]
+fn parse_errors_come_back_from_convert_yaml() {
+    assert_eq!(
+        errors(
+            "s",
+            "services:\n  web:\n    image: nginx\n    privileged: true\n"
+        ),
+        ["services.web.privileged: not supported"]
+    );
+}

@@ -1,0 +1,243 @@
+//! A stack as Docker receives it: service specs and the networks to create.
+//!
+//! [`StackSpec`] is what the converter produces from a compose file and what the
+//! planner compares with the swarm. [`StackSpec::stamp`] marks every object as
+//! mlmodel's and records a hash of each service spec, so a later pass can tell whether
+//! a running service still matches its manifest without comparing every field the
+//! daemon may have filled in.
+
+use bollard::models::ServiceSpec;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+
+/// Label keys mlmodel and Docker's stack tooling put on services and networks.
+pub mod labels {
+    /// Which mlmodel instance manages the object.
+    pub const MANAGED_BY: &str = "mlmodel.managed-by";
+    /// The model the object serves.
+    pub const NAME: &str = "mlmodel.name";
+    /// The deployment that created or last updated the object.
+    pub const DEPLOYMENT_ID: &str = "mlmodel.deployment-id";
+    /// Hash of the service spec as mlmodel sent it (see [`super::spec_hash`]).
+    pub const SPEC_HASH: &str = "mlmodel.spec-hash";
+    /// The stack an object belongs to; `docker stack ls/services/ps/rm` select on it.
+    pub const STACK_NAMESPACE: &str = "com.docker.stack.namespace";
+    /// The image as the compose file wrote it, before any digest was pinned.
+    pub const STACK_IMAGE: &str = "com.docker.stack.image";
+    /// The deployment record (without its rendered template) as JSON, so a lost store
+    /// can be rebuilt from the swarm.
+    pub const RECORD: &str = "mlmodel.record";
+    /// Where the record comes from: a manifest path, `api` or `adopted`.
+    pub const SOURCE: &str = "mlmodel.source";
+}
+
+/// Everything one stack deploys: services, and the stack's own networks.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StackSpec {
+    /// The stack (namespace) name.
+    pub name: String,
+    /// Service specs, sorted by service name.
+    pub services: Vec<ServiceSpec>,
+    /// Networks the stack creates (external ones are not listed), sorted by name.
+    pub networks: Vec<NetworkSpec>,
+}
+
+/// A network the stack creates.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NetworkSpec {
+    /// Docker network name (`<stack>_<key>` unless the file names it).
+    pub name: String,
+    /// Driver, `overlay` unless the file says otherwise.
+    pub driver: String,
+    /// Whether standalone containers may attach.
+    pub attachable: bool,
+    /// Labels, including the stack namespace label.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Who owns a stack: the mlmodel instance, the model and the deployment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ownership<'a> {
+    /// The managing mlmodel instance.
+    pub instance: &'a str,
+    /// The model's name.
+    pub model: &'a str,
+    /// The deployment's id.
+    pub deployment_id: &'a str,
+}
+
+impl StackSpec {
+    /// Labels every service and network with `owner`, then each service with its hash.
+    pub fn stamp(&mut self, owner: &Ownership) {
+        let ownership = [
+            (labels::MANAGED_BY, owner.instance),
+            (labels::NAME, owner.model),
+            (labels::DEPLOYMENT_ID, owner.deployment_id),
+        ];
+        for service in &mut self.services {
+            let service_labels = service.labels.get_or_insert_with(Default::default);
+            for (key, value) in ownership {
+                service_labels.insert(key.to_string(), value.to_string());
+            }
+            let hash = spec_hash(service);
+            service
+                .labels
+                .get_or_insert_with(Default::default)
+                .insert(labels::SPEC_HASH.to_string(), hash);
+        }
+        for network in &mut self.networks {
+            for (key, value) in ownership {
+                network.labels.insert(key.to_string(), value.to_string());
+            }
+        }
+    }
+}
+
+/// A stable hex SHA-256 of a service spec, ignoring its own spec-hash label.
+///
+/// The spec is hashed as canonical JSON (object keys sorted at every level), so the
+/// result depends on the spec's content only, never on `HashMap` iteration order.
+pub fn spec_hash(spec: &ServiceSpec) -> String {
+    let mut spec = spec.clone();
+    if let Some(service_labels) = spec.labels.as_mut() {
+        service_labels.remove(labels::SPEC_HASH);
+    }
+    // Serializing a ServiceSpec cannot fail: every map key is a string and serde_json
+    // writes non-finite floats as null.
+    let value = serde_json::to_value(&spec).expect("a service spec always serializes to JSON");
+    let mut canonical = String::new();
+    write_canonical(&value, &mut canonical);
+    let digest = Sha256::digest(canonical.as_bytes());
+    digest.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// Writes `value` as JSON with object keys sorted, whatever serde_json's map order.
+fn write_canonical(value: &serde_json::Value, out: &mut String) {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<_> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            out.push('{');
+            for (i, (key, v)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(key.clone()).to_string());
+                out.push(':');
+                write_canonical(v, out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, v) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(v, out);
+            }
+            out.push(']');
+        }
+        scalar => out.push_str(&scalar.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bollard::models::{TaskSpec, TaskSpecContainerSpec};
+    use std::collections::HashMap;
+
+    fn service(name: &str, label_pairs: &[(&str, &str)]) -> ServiceSpec {
+        ServiceSpec {
+            name: Some(name.to_string()),
+            labels: Some(
+                label_pairs
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
+            task_template: Some(TaskSpec {
+                container_spec: Some(TaskSpecContainerSpec {
+                    image: Some("mlmodel-test/static-http:1".to_string()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn owner() -> Ownership<'static> {
+        Ownership {
+            instance: "prod",
+            model: "carls_model",
+            deployment_id: "d-1",
+        }
+    }
+
+    #[test]
+    fn spec_hash_ignores_label_insertion_order() {
+        let pairs: Vec<(String, String)> = (0..50)
+            .map(|i| (format!("k{i}"), format!("v{i}")))
+            .collect();
+        let forward: HashMap<String, String> = pairs.iter().cloned().collect();
+        let mut backward = HashMap::with_capacity(1);
+        for (k, v) in pairs.iter().rev() {
+            backward.insert(k.clone(), v.clone());
+        }
+        let mut a = service("s_web", &[]);
+        let mut b = service("s_web", &[]);
+        a.labels = Some(forward);
+        b.labels = Some(backward);
+        assert_eq!(spec_hash(&a), spec_hash(&b));
+        assert_eq!(spec_hash(&a).len(), 64);
+    }
+
+    #[test]
+    fn spec_hash_ignores_its_own_label_but_not_others() {
+        let plain = service("s_web", &[("a", "1")]);
+        let hashed = service("s_web", &[("a", "1"), (labels::SPEC_HASH, "whatever")]);
+        let changed = service("s_web", &[("a", "2")]);
+        assert_eq!(spec_hash(&plain), spec_hash(&hashed));
+        assert_ne!(spec_hash(&plain), spec_hash(&changed));
+    }
+
+    #[test]
+    fn stamp_labels_services_and_networks_with_their_owner() {
+        let mut stack = StackSpec {
+            name: "s".to_string(),
+            services: vec![service("s_web", &[(labels::STACK_NAMESPACE, "s")])],
+            networks: vec![NetworkSpec {
+                name: "s_default".to_string(),
+                driver: "overlay".to_string(),
+                ..Default::default()
+            }],
+        };
+        stack.stamp(&owner());
+        let service_labels = stack.services[0].labels.as_ref().unwrap();
+        assert_eq!(service_labels[labels::MANAGED_BY], "prod");
+        assert_eq!(service_labels[labels::NAME], "carls_model");
+        assert_eq!(service_labels[labels::DEPLOYMENT_ID], "d-1");
+        assert_eq!(
+            service_labels[labels::SPEC_HASH],
+            spec_hash(&stack.services[0])
+        );
+        assert_eq!(stack.networks[0].labels[labels::MANAGED_BY], "prod");
+        assert!(!stack.networks[0].labels.contains_key(labels::SPEC_HASH));
+    }
+
+    #[test]
+    fn stamping_twice_gives_the_same_hash() {
+        let mut stack = StackSpec {
+            name: "s".to_string(),
+            services: vec![service("s_web", &[])],
+            networks: vec![],
+        };
+        stack.stamp(&owner());
+        let first = stack.services[0].labels.clone();
+        stack.stamp(&owner());
+        assert_eq!(stack.services[0].labels, first);
+    }
+}
