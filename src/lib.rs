@@ -4,6 +4,7 @@ pub mod manifest;
 pub mod naming;
 pub mod record;
 pub mod render;
+pub mod store;
 pub mod swarm;
 pub mod units;
 pub mod validate;
