@@ -45,6 +45,7 @@ pub mod record;
 pub mod render;
 pub mod stack;
 pub mod status;
+pub mod store;
 pub mod swarm;
 pub mod units;
 pub mod validate;

@@ -38,6 +38,10 @@ impl fmt::Display for Origin {
 pub struct ManifestDoc {
     /// Where it came from.
     pub origin: Origin,
+    /// The model name the document declares (its `name`, or the file stem for a
+    /// single-document file), known even when `spec` failed; `None` when `name` is missing
+    /// from a multi-document file or is not text.
+    pub name: Option<String>,
     /// The declared spec, or every problem found in it.
     pub spec: Result<ModelSpec, Vec<FieldError>>,
 }
@@ -145,14 +149,32 @@ pub fn parse_manifest(path: &Path, text: &str) -> Result<Vec<ManifestDoc>, Manif
     Ok(values
         .iter()
         .enumerate()
-        .map(|(index, value)| ManifestDoc {
-            origin: Origin {
-                path: path.to_path_buf(),
-                doc: several.then_some(index + 1),
-            },
-            spec: spec_from_value(value, if several { None } else { stem }),
+        .map(|(index, value)| {
+            let default_name = if several { None } else { stem };
+            ManifestDoc {
+                origin: Origin {
+                    path: path.to_path_buf(),
+                    doc: several.then_some(index + 1),
+                },
+                name: declared_name(value, default_name),
+                spec: spec_from_value(value, default_name),
+            }
         })
         .collect())
+}
+
+/// The name a document declares, read the way [`spec_from_value`] reads it, so a document
+/// that fails to parse can still be reported under its model's name.
+fn declared_name(value: &Yaml, default_name: Option<&str>) -> Option<String> {
+    let Yaml::Mapping(mapping) = value else {
+        return default_name.map(str::to_string);
+    };
+    match mapping.get("name") {
+        None | Some(Yaml::Null) => default_name.map(str::to_string),
+        Some(Yaml::String(s)) => Some(s.clone()),
+        Some(Yaml::Number(n)) => Some(n.to_string()),
+        Some(_) => None,
+    }
 }
 
 /// Builds a spec from a YAML mapping (a manifest document or a converted JSON body).
@@ -566,6 +588,19 @@ mod tests {
             err.to_string().starts_with("bad.yml: not valid YAML: "),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_document_that_fails_to_parse_still_tells_its_name() {
+        let text = "name: a\nscale: many\n---\nport: x\n---\nname: [b]\n";
+        let names: Vec<Option<String>> = parse("team.yml", text)
+            .into_iter()
+            .map(|doc| doc.name)
+            .collect();
+        assert_eq!(names, [Some("a".to_string()), None, None]);
+        let docs = parse("models/solo.yml", "port: x\n");
+        assert_eq!(docs[0].name.as_deref(), Some("solo"));
+        assert!(docs[0].spec.is_err());
     }
 
     #[test]
