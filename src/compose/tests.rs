@@ -109,7 +109,7 @@ fn versions_from_three_to_three_thirteen_are_accepted() {
     }
     assert_eq!(
         errors("version: 3.9\nservices: {}\n"),
-        ["version: expected a string, found 3.9"]
+        ["version: expected a string, found 3.9; quote it as \"3.9\""]
     );
 }
 
@@ -387,6 +387,18 @@ fn service_networks_take_lists_or_maps_with_aliases() {
     );
     assert_eq!(file.services["b"].networks["back"].aliases, ["api", "v1"]);
     assert!(file.services["b"].networks["front"].aliases.is_empty());
+}
+
+#[test]
+fn service_networks_of_the_wrong_shape_are_refused() {
+    assert_eq!(
+        web_errors("    networks: backend\n"),
+        ["services.web.networks: expected a list of network names or a mapping, found \"backend\""]
+    );
+    assert_eq!(
+        web_errors("    networks:\n      backend:\n        aliases: api\n"),
+        ["services.web.networks.backend.aliases: expected a list, found \"api\""]
+    );
 }
 
 #[test]
