@@ -6,7 +6,7 @@
 //! a running service still matches its manifest without comparing every field the
 //! daemon may have filled in.
 
-use bollard::models::ServiceSpec;
+use bollard::models::{NetworkCreateRequest, ServiceSpec};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 
@@ -53,6 +53,28 @@ pub struct NetworkSpec {
     pub attachable: bool,
     /// Labels, including the stack namespace label.
     pub labels: BTreeMap<String, String>,
+}
+
+impl NetworkSpec {
+    /// The request that creates this network, as `docker stack deploy` sends it.
+    ///
+    /// The CLI leaves scope, IPAM and options to the daemon (an overlay network is
+    /// swarm-scoped). It also asks older daemons to refuse a duplicate name; the API
+    /// model here cannot, so check that the name is free before creating.
+    pub fn create_request(&self) -> NetworkCreateRequest {
+        NetworkCreateRequest {
+            name: self.name.clone(),
+            driver: Some(self.driver.clone()),
+            attachable: Some(self.attachable),
+            labels: Some(
+                self.labels
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            ),
+            ..Default::default()
+        }
+    }
 }
 
 /// Who owns a stack: the mlmodel instance, the model and the deployment.

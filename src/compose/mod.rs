@@ -7,7 +7,11 @@
 //! file is reported at once, each with its path (`services.web.deploy.replicas`).
 //!
 //! Strings go through compose interpolation without an environment: `$$` is a literal
-//! `$`, and `$VAR` is an error (see [`reader::Reader::string`]).
+//! `$`, and `$VAR` is an error. `docker stack deploy` would fill `$VAR` from the shell it
+//! runs in; mlmodel has no such environment on purpose (the controller's own variables
+//! must not leak into workloads), so it honours only the escape, and a rendered file
+//! means the same to mlmodel and to the CLI. Like Docker, only values are interpolated,
+//! never mapping keys.
 
 mod deploy;
 mod ports;
@@ -189,7 +193,17 @@ fn read_file(r: &mut Reader, document: &Value) -> ComposeFile {
             .iter()
             .find(|(key, _)| key == "version")
             .map_or(Version::NEWEST, |(_, v)| {
-                file.version = r.string("version", v);
+                file.version = match v {
+                    // Docker's schema wants a string: `version: 3.9` fails the CLI too.
+                    Value::Number(n) => {
+                        r.error(
+                            "version",
+                            format!("expected a string, found {n}; quote it as \"{n}\""),
+                        );
+                        None
+                    }
+                    _ => r.string("version", v),
+                };
                 read_version(r, file.version.as_deref())
             });
     let mut saw_services = false;
@@ -461,7 +475,7 @@ fn read_service_networks(
                 networks.insert(name, ServiceNetwork::default());
             }
         }
-        _ => {
+        Value::Mapping(_) => {
             for (key, v) in r.mapping(path, value).unwrap_or_default() {
                 let p = child(path, &key);
                 let mut network = ServiceNetwork::default();
@@ -475,6 +489,7 @@ fn read_service_networks(
                 networks.insert(key, network);
             }
         }
+        _ => r.expected(path, "a list of network names or a mapping", value),
     }
     networks
 }

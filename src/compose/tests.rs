@@ -109,7 +109,7 @@ fn versions_from_three_to_three_thirteen_are_accepted() {
     }
     assert_eq!(
         errors("version: 3.9\nservices: {}\n"),
-        ["version: expected a string, found 3.9"]
+        ["version: expected a string, found 3.9; quote it as \"3.9\""]
     );
 }
 
@@ -390,6 +390,18 @@ fn service_networks_take_lists_or_maps_with_aliases() {
 }
 
 #[test]
+fn service_networks_of_the_wrong_shape_are_refused() {
+    assert_eq!(
+        web_errors("    networks: backend\n"),
+        ["services.web.networks: expected a list of network names or a mapping, found \"backend\""]
+    );
+    assert_eq!(
+        web_errors("    networks:\n      backend:\n        aliases: api\n"),
+        ["services.web.networks.backend.aliases: expected a list, found \"api\""]
+    );
+}
+
+#[test]
 fn top_level_networks_read_every_supported_field() {
     let file = parse(
         "version: \"3.9\"\nservices: {}\nnetworks:\n  plain:\n  local:\n    driver: overlay\n    attachable: true\n    labels: [team=ml]\n    name: custom\n  shared:\n    external: true\n  legacy:\n    external:\n      name: mlmodel\n  renamed:\n    external: true\n    name: elsewhere\n",
@@ -532,4 +544,223 @@ fn non_string_keys_and_duplicate_keys_are_refused() {
     let found = errors("services:\n  web: {image: nginx}\n  web: {image: nginx}\n");
     assert_eq!(found.len(), 1);
     assert!(found[0].contains("duplicate"), "{found:?}");
+}
+
+mod fuzz {
+    use super::super::parse_compose;
+    use proptest::prelude::*;
+    use serde_yaml::{Mapping, Number, Value};
+
+    /// Every key the parser knows, so generated trees reach deep into it.
+    const KEYS: &[&str] = &[
+        "version",
+        "services",
+        "networks",
+        "web",
+        "image",
+        "command",
+        "entrypoint",
+        "environment",
+        "labels",
+        "user",
+        "working_dir",
+        "healthcheck",
+        "test",
+        "interval",
+        "timeout",
+        "retries",
+        "start_period",
+        "disable",
+        "stop_grace_period",
+        "ports",
+        "target",
+        "published",
+        "protocol",
+        "mode",
+        "aliases",
+        "deploy",
+        "replicas",
+        "endpoint_mode",
+        "update_config",
+        "rollback_config",
+        "parallelism",
+        "delay",
+        "failure_action",
+        "monitor",
+        "max_failure_ratio",
+        "order",
+        "resources",
+        "limits",
+        "reservations",
+        "cpus",
+        "memory",
+        "pids",
+        "restart_policy",
+        "condition",
+        "max_attempts",
+        "window",
+        "placement",
+        "constraints",
+        "preferences",
+        "spread",
+        "max_replicas_per_node",
+        "name",
+        "driver",
+        "attachable",
+        "external",
+        "x-a",
+        "<<",
+        "build",
+        "",
+    ];
+
+    /// Scalars that mean something to the parser, plus arbitrary ones.
+    fn scalar() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|n| Value::Number(n.into())),
+            any::<u64>().prop_map(|n| Value::Number(n.into())),
+            any::<f64>().prop_map(|f| Value::Number(Number::from(f))),
+            prop::sample::select(vec![
+                "3",
+                "3.9",
+                "3.1",
+                "nginx",
+                "80",
+                "8080:80/udp",
+                "1-3:4-6",
+                "0.5",
+                "512M",
+                "10s",
+                "-1s",
+                "$$",
+                "$",
+                "${X}",
+                "vip",
+                "DNSRR",
+                "global",
+                "rollback",
+                "start-first",
+                "on-failure",
+                "node.role==manager",
+                "CMD",
+                "A=1",
+                "'",
+                "\"",
+                "\\",
+                "#",
+                "=",
+            ])
+            .prop_map(|s| Value::String(s.to_string())),
+            ".{0,12}".prop_map(Value::String),
+        ]
+    }
+
+    fn tree() -> impl Strategy<Value = Value> {
+        scalar().prop_recursive(6, 64, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..5).prop_map(Value::Sequence),
+                prop::collection::vec(
+                    (
+                        prop_oneof![
+                            4 => prop::sample::select(KEYS.to_vec()).prop_map(|k| Value::String(k.to_string())),
+                            1 => scalar(),
+                        ],
+                        inner
+                    ),
+                    0..6
+                )
+                .prop_map(|entries| Value::Mapping(entries.into_iter().collect::<Mapping>())),
+            ]
+        })
+    }
+
+    /// Text built from YAML and compose fragments, often almost valid.
+    fn yamlish() -> impl Strategy<Value = String> {
+        let pieces = prop::sample::select(vec![
+            "services:",
+            "\n",
+            "  ",
+            "    ",
+            "- ",
+            "web:",
+            "image: nginx",
+            "ports:",
+            "[",
+            "]",
+            "{",
+            "}",
+            ": ",
+            ",",
+            "&a ",
+            "*a",
+            "<<: ",
+            "!!str ",
+            "!custom ",
+            "\"",
+            "'",
+            "$$",
+            "$",
+            "#",
+            "---",
+            "...",
+            "|",
+            ">",
+            "deploy:",
+            "replicas: ",
+            "2",
+            "networks:",
+            "external: true",
+            "version: \"3.9\"",
+            "\t",
+            "?",
+            "\u{feff}",
+            "\u{1F600}",
+        ]);
+        prop::collection::vec(pieces, 0..40).prop_map(|parts| parts.concat())
+    }
+
+    fn check(yaml: &str) {
+        match parse_compose(yaml) {
+            Ok(file) => {
+                let _ = crate::convert::convert_stack("s", &file);
+            }
+            Err(errors) => {
+                assert!(!errors.is_empty());
+                assert!(errors.iter().all(|e| !e.message.is_empty()));
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn parse_compose_never_panics_on_arbitrary_text(text in ".{0,300}") {
+            check(&text);
+        }
+
+        #[test]
+        fn parse_compose_never_panics_on_yaml_fragments(text in yamlish()) {
+            check(&text);
+        }
+
+        #[test]
+        fn parse_compose_never_panics_on_arbitrary_value_trees(value in tree()) {
+            if let Ok(text) = serde_yaml::to_string(&value) {
+                check(&text);
+            }
+            let wrapped = Value::Mapping(
+                [(Value::String("services".into()), Value::Mapping(
+                    [(Value::String("web".into()), value)].into_iter().collect(),
+                ))]
+                .into_iter()
+                .collect(),
+            );
+            if let Ok(text) = serde_yaml::to_string(&wrapped) {
+                check(&text);
+            }
+        }
+    }
 }
