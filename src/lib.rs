@@ -36,13 +36,21 @@
 //! - [`api`]: the HTTP API; [`serve`]: `mlmodel serve` wiring; [`cli`]: the command line;
 //!   [`client`]: the CLI commands that talk to the API.
 
+pub mod api;
+pub mod cli;
 pub mod compose;
+pub mod controller;
 pub mod convert;
+pub mod desired;
 pub mod manifest;
 pub mod naming;
+pub mod observe;
+pub mod plan;
 pub mod queue;
 pub mod record;
 pub mod render;
+pub mod serve;
+pub mod sources;
 pub mod stack;
 pub mod status;
 pub mod store;

@@ -1,1 +1,5 @@
-fn main() {}
+//! The `mlmodel` binary: see [`mlmodel::cli`].
+
+fn main() -> std::process::ExitCode {
+    mlmodel::cli::main()
+}

@@ -82,7 +82,9 @@ impl WorkQueue {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // A panic while holding this lock leaves only plain collections behind: keep going.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Asks for `key` to be reconciled soon (a real change: cuts any backoff short).
@@ -204,7 +206,11 @@ mod tests {
         queue.add("a");
         queue.add("a");
         queue.add("a");
-        assert_eq!(queue.depth(), 0, "a busy key is not handed to a second worker");
+        assert_eq!(
+            queue.depth(),
+            0,
+            "a busy key is not handed to a second worker"
+        );
         queue.done("a", Outcome::Done);
         assert_eq!(queue.depth(), 1);
         assert_eq!(queue.next().await.as_deref(), Some("a"));
@@ -273,6 +279,9 @@ mod tests {
         queue.add("b");
         let first = queue.next().await;
         let second = queue.next().await;
-        assert_eq!((first.as_deref(), second.as_deref()), (Some("a"), Some("b")));
+        assert_eq!(
+            (first.as_deref(), second.as_deref()),
+            (Some("a"), Some("b"))
+        );
     }
 }

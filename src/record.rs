@@ -107,6 +107,7 @@ pub struct DeploymentRecord {
     /// When the deployment was recorded, unix seconds with fraction.
     pub deployment_time: f64,
     /// The compose stack the template rendered for this deployment.
+    #[serde(default)]
     pub rendered_template: String,
 }
 

@@ -27,8 +27,6 @@ pub mod labels {
     /// The deployment record (without its rendered template) as JSON, so a lost store
     /// can be rebuilt from the swarm.
     pub const RECORD: &str = "mlmodel.record";
-    /// Where the record comes from: a manifest path, `api` or `adopted`.
-    pub const SOURCE: &str = "mlmodel.source";
 }
 
 /// Everything one stack deploys: services, and the stack's own networks.

@@ -93,6 +93,8 @@ pub struct ModelStatus {
     pub source: Option<String>,
     /// Deployment id of the applied record.
     pub deployment_id: Option<String>,
+    /// When the applied record was deployed (unix seconds).
+    pub deployment_time: Option<f64>,
     /// Image of the first service, for listings.
     pub image: Option<String>,
     /// Live services.
@@ -122,6 +124,8 @@ pub struct Verdict {
     pub source: Option<String>,
     /// Deployment id being applied.
     pub deployment_id: Option<String>,
+    /// When that deployment was recorded.
+    pub deployment_time: Option<f64>,
 }
 
 /// Derives a model's status from the verdict and its observed services and tasks.
@@ -138,21 +142,36 @@ pub fn derive(
     let names: HashMap<&str, &str> = services.iter().map(|s| (s.id.as_str(), s.name())).collect();
     let mut task_statuses: Vec<TaskStatus> = tasks
         .iter()
-        .map(|t| task_status(t, names.get(t.service_id.as_str()).copied().unwrap_or_default(), nodes))
+        .map(|t| {
+            task_status(
+                t,
+                names
+                    .get(t.service_id.as_str())
+                    .copied()
+                    .unwrap_or_default(),
+                nodes,
+            )
+        })
         .collect();
     task_statuses.sort_by(|a, b| a.name.cmp(&b.name));
     let task_error = tasks
         .iter()
         .find(|t| !t.error.is_empty())
         .map(|t| t.error.clone());
-    let rollout_failure = services.iter().find_map(|s| match s.update_state.as_deref() {
-        Some(state @ ("rollback_completed" | "rollback_started" | "paused" | "rollback_paused")) => Some(format!(
-            "rollout {}: {}",
-            state.replace('_', " "),
-            s.update_message.as_deref().unwrap_or("no message from swarm")
-        )),
-        _ => None,
-    });
+    let rollout_failure = services
+        .iter()
+        .find_map(|s| match s.update_state.as_deref() {
+            Some(
+                state @ ("rollback_completed" | "rollback_started" | "paused" | "rollback_paused"),
+            ) => Some(format!(
+                "rollout {}: {}",
+                state.replace('_', " "),
+                s.update_message
+                    .as_deref()
+                    .unwrap_or("no message from swarm")
+            )),
+            _ => None,
+        });
     let updating = services
         .iter()
         .any(|s| s.update_state.as_deref() == Some("updating"));
@@ -186,6 +205,7 @@ pub fn derive(
         synced: verdict.synced,
         source: verdict.source.clone(),
         deployment_id: verdict.deployment_id.clone(),
+        deployment_time: verdict.deployment_time,
         image: services.first().map(|s| service_image(s)),
         services: services
             .iter()
@@ -210,7 +230,11 @@ fn service_image(service: &ObservedService) -> String {
         .unwrap_or_default()
 }
 
-fn task_status(task: &ObservedTask, service_name: &str, nodes: &HashMap<String, String>) -> TaskStatus {
+fn task_status(
+    task: &ObservedTask,
+    service_name: &str,
+    nodes: &HashMap<String, String>,
+) -> TaskStatus {
     let suffix = match (task.slot, &task.node_id) {
         (Some(slot), _) => slot.to_string(),
         (None, Some(node)) => node.clone(),
@@ -360,10 +384,15 @@ mod tests {
             fatal: false,
             source: Some("api".into()),
             deployment_id: Some("d1".into()),
+            deployment_time: Some(1.0),
         }
     }
 
-    fn phase_of(verdict: &Verdict, services: &[ObservedService], tasks: &[ObservedTask]) -> (Phase, String) {
+    fn phase_of(
+        verdict: &Verdict,
+        services: &[ObservedService],
+        tasks: &[ObservedTask],
+    ) -> (Phase, String) {
         let services: Vec<&ObservedService> = services.iter().collect();
         let tasks: Vec<&ObservedTask> = tasks.iter().collect();
         let nodes = HashMap::from([("n1".to_string(), "node-1".to_string())]);
@@ -388,20 +417,95 @@ mod tests {
             synced: false,
             ..verdict()
         };
-        let cases: Vec<(&str, Verdict, Vec<ObservedService>, Vec<ObservedTask>, Phase, &str)> = vec![
-            ("declared, nothing live", verdict(), vec![], vec![], Phase::Pending, ""),
-            ("all running", verdict(), vec![service(2, 2, None)], vec![task(1, "running", "")], Phase::Available, ""),
-            ("starting", verdict(), vec![service(1, 2, None)], vec![task(2, "starting", "")], Phase::Progressing, ""),
-            ("no room", verdict(), vec![service(0, 2, None)], vec![task(1, "pending", no_space)], Phase::Degraded, no_space),
-            ("rolling", verdict(), vec![service(2, 2, Some("updating"))], vec![], Phase::Progressing, ""),
-            ("unsynced", unsynced, vec![service(2, 2, None)], vec![], Phase::Progressing, ""),
-            ("rolled back", verdict(), vec![service(2, 2, Some("rollback_completed"))], vec![], Phase::Failed, "rollout rollback completed: update rolled back due to failure"),
-            ("invalid", invalid, vec![service(2, 2, None)], vec![], Phase::Failed, "domain: bad"),
-            ("removing", absent.clone(), vec![service(2, 2, None)], vec![], Phase::Progressing, "removing services"),
+        type Case<'a> = (
+            &'a str,
+            Verdict,
+            Vec<ObservedService>,
+            Vec<ObservedTask>,
+            Phase,
+            &'a str,
+        );
+        let cases: Vec<Case> = vec![
+            (
+                "declared, nothing live",
+                verdict(),
+                vec![],
+                vec![],
+                Phase::Pending,
+                "",
+            ),
+            (
+                "all running",
+                verdict(),
+                vec![service(2, 2, None)],
+                vec![task(1, "running", "")],
+                Phase::Available,
+                "",
+            ),
+            (
+                "starting",
+                verdict(),
+                vec![service(1, 2, None)],
+                vec![task(2, "starting", "")],
+                Phase::Progressing,
+                "",
+            ),
+            (
+                "no room",
+                verdict(),
+                vec![service(0, 2, None)],
+                vec![task(1, "pending", no_space)],
+                Phase::Degraded,
+                no_space,
+            ),
+            (
+                "rolling",
+                verdict(),
+                vec![service(2, 2, Some("updating"))],
+                vec![],
+                Phase::Progressing,
+                "",
+            ),
+            (
+                "unsynced",
+                unsynced,
+                vec![service(2, 2, None)],
+                vec![],
+                Phase::Progressing,
+                "",
+            ),
+            (
+                "rolled back",
+                verdict(),
+                vec![service(2, 2, Some("rollback_completed"))],
+                vec![],
+                Phase::Failed,
+                "rollout rollback completed: update rolled back due to failure",
+            ),
+            (
+                "invalid",
+                invalid,
+                vec![service(2, 2, None)],
+                vec![],
+                Phase::Failed,
+                "domain: bad",
+            ),
+            (
+                "removing",
+                absent.clone(),
+                vec![service(2, 2, None)],
+                vec![],
+                Phase::Progressing,
+                "removing services",
+            ),
             ("removed", absent, vec![], vec![], Phase::Removed, ""),
         ];
         for (what, verdict, services, tasks, phase, message) in cases {
-            assert_eq!(phase_of(&verdict, &services, &tasks), (phase, message.to_string()), "{what}");
+            assert_eq!(
+                phase_of(&verdict, &services, &tasks),
+                (phase, message.to_string()),
+                "{what}"
+            );
         }
     }
 
@@ -424,9 +528,15 @@ mod tests {
         let status = derive("m", &verdict(), &[], &[], &HashMap::new(), 1.0);
         assert!(cache.set(status.clone()));
         let generation = cache.generation();
-        assert!(!cache.set(ModelStatus { observed_at: 2.0, ..status.clone() }));
+        assert!(!cache.set(ModelStatus {
+            observed_at: 2.0,
+            ..status.clone()
+        }));
         assert_eq!(cache.generation(), generation);
-        assert!(cache.set(ModelStatus { message: "x".into(), ..status }));
+        assert!(cache.set(ModelStatus {
+            message: "x".into(),
+            ..status
+        }));
         assert_eq!(cache.generation(), generation + 1);
         cache.remove("m");
         assert!(cache.get("m").is_none());

@@ -42,6 +42,17 @@ pub enum Source {
     Adopted,
 }
 
+impl std::fmt::Display for Source {
+    /// The manifest path, `api` or `adopted`: how the status and labels show it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::File { path } => f.write_str(path),
+            Self::Api => f.write_str("api"),
+            Self::Adopted => f.write_str("adopted"),
+        }
+    }
+}
+
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -353,16 +364,22 @@ impl Store {
     }
 
     /// Writes everything buffered to disk.
+    ///
+    /// sled's `flush_async` was seen to hang when several tasks flushed at once; a
+    /// blocking flush on tokio's blocking pool has no such problem and costs the same.
     pub async fn flush(&self) -> Result<(), StoreError> {
-        self.inner
-            .db
-            .flush_async()
-            .await
-            .map(drop)
-            .map_err(|source| StoreError::Flush {
-                dir: self.inner.dir.display().to_string(),
-                source,
-            })
+        let inner = self.inner.clone();
+        let flushed = tokio::task::spawn_blocking(move || inner.db.flush()).await;
+        let dir = || self.inner.dir.display().to_string();
+        match flushed {
+            Ok(result) => result
+                .map(drop)
+                .map_err(|source| StoreError::Flush { dir: dir(), source }),
+            Err(join) => Err(StoreError::Flush {
+                dir: dir(),
+                source: sled::Error::ReportableBug(format!("the flush task failed: {join}")),
+            }),
+        }
     }
 
     fn lock_writer(&self) -> MutexGuard<'_, ()> {

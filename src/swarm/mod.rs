@@ -5,6 +5,7 @@
 //! ([`docker::DockerSwarm`]); tests use [`fake::FakeSwarm`], an in-memory swarm with the
 //! same observable behaviour (version indexes, 404/409, out-of-sequence updates, events).
 
+pub mod counting;
 pub mod docker;
 pub mod fake;
 

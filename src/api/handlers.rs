@@ -1,0 +1,348 @@
+//! The endpoints.
+
+use super::timefmt;
+use super::{ApiError, ApiState, MAX_BODY_BYTES, OPENAPI};
+use crate::desired::Identity;
+use crate::manifest::spec_from_value;
+use crate::record::{self, DeploymentRecord};
+use crate::status::ModelStatus;
+use crate::store::{HistoryEntry, Source};
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::time::SystemTime;
+
+type Params = Query<HashMap<String, String>>;
+
+/// `GET /`: every model's name, valid and active; `?detail=true`: full statuses.
+pub async fn list(
+    State(state): State<ApiState>,
+    Query(params): Params,
+) -> Result<Response, ApiError> {
+    let detailed = flag(&params, "detail")?.unwrap_or(false);
+    let generation = state.controller.status.generation();
+    let mut cache = state.listing.lock().unwrap_or_else(|p| p.into_inner());
+    if cache.generation != Some(generation) {
+        let snapshot = state.controller.status.snapshot();
+        let brief: Vec<Value> = snapshot
+            .models
+            .values()
+            .map(|s| json!({"name": s.name, "valid": s.valid, "active": s.active}))
+            .collect();
+        let detailed: Vec<&ModelStatus> = snapshot.models.values().map(|s| s.as_ref()).collect();
+        cache.brief = Bytes::from(serde_json::to_vec(&brief).unwrap_or_default());
+        cache.detailed = Bytes::from(serde_json::to_vec(&detailed).unwrap_or_default());
+        cache.generation = Some(generation);
+    }
+    let body = if detailed {
+        cache.detailed.clone()
+    } else {
+        cache.brief.clone()
+    };
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+/// `POST /{name}` and `PUT /{name}`: records and applies a deployment.
+pub async fn deploy(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    let body = read_json(&headers, body).await?;
+    let Value::Object(fields) = &body else {
+        return Err(ApiError::Invalid(format!(
+            "request body: expected a JSON object of deployment fields, found {}",
+            json_kind(&body)
+        )));
+    };
+    if let Some(body_name) = fields
+        .get("name")
+        .filter(|n| n.as_str() != Some(name.as_str()))
+    {
+        return Err(ApiError::Invalid(format!(
+            "name: {body_name} does not match the name in the path ({name:?}); leave it out or make them equal"
+        )));
+    }
+    refuse_file_owned(&state, &name)?;
+    let yaml = serde_yaml::to_value(&body)
+        .map_err(|e| ApiError::BadRequest(format!("request body: {e}")))?;
+    let spec = spec_from_value(&yaml, Some(&name)).map_err(|errors| invalid(&errors))?;
+    let entry = record_deployment(&state, spec).await?;
+    Ok(Json(record_json(&entry.record, None)))
+}
+
+/// `GET /{name}?n=N`: the newest N records, newest first, the newest with its live
+/// containers and services.
+pub async fn get_model(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+    Query(params): Params,
+) -> Result<Json<Value>, ApiError> {
+    let n = match params.get("n") {
+        None => 1,
+        Some(text) => text
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n >= 1)
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "n: expected a whole number of at least 1, found {text:?}"
+                ))
+            })?,
+    };
+    let history = history(&state, &name, n)?;
+    let status = state.controller.status.get(&name);
+    let records: Vec<Value> = history
+        .iter()
+        .enumerate()
+        .map(|(i, entry)| record_json(&entry.record, status.as_deref().filter(|_| i == 0)))
+        .collect();
+    Ok(Json(Value::Array(records)))
+}
+
+/// `DELETE /{name}?clear_all_records=BOOL`: stops the model, optionally wiping history.
+pub async fn delete_model(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+    Query(params): Params,
+) -> Result<Json<Value>, ApiError> {
+    let clear = flag(&params, "clear_all_records")?.unwrap_or(false);
+    refuse_file_owned(&state, &name)?;
+    let newest = history(&state, &name, 1)?;
+    let status = state.controller.status.get(&name);
+    let answer = json!({"deployments": newest.iter().map(|e| record_json(&e.record, status.as_deref())).collect::<Vec<_>>()});
+    let store = state.controller.store();
+    if clear {
+        store.clear(&name).await.map_err(store_error)?;
+    }
+    store.set_stopped(&name, true).await.map_err(store_error)?;
+    state.controller.queue.add(&name);
+    Ok(Json(answer))
+}
+
+/// `GET /{name}/status`: phase, replicas, tasks, message, source.
+pub async fn model_status(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let status = state
+        .controller
+        .status
+        .get(&name)
+        .ok_or_else(|| ApiError::NotFound(format!("model {name:?} is not known")))?;
+    let value =
+        serde_json::to_value(status.as_ref()).map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(Json(value))
+}
+
+/// `POST /{name}/rollback?to=ID`: records a copy of an earlier deployment's spec.
+pub async fn rollback(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+    Query(params): Params,
+) -> Result<Json<Value>, ApiError> {
+    refuse_file_owned(&state, &name)?;
+    let history = history(&state, &name, usize::MAX)?;
+    let target = match params.get("to") {
+        Some(id) => history
+            .iter()
+            .find(|e| &e.record.deployment_id == id)
+            .ok_or_else(|| {
+                ApiError::NotFound(format!("model {name:?} has no deployment {id:?}"))
+            })?,
+        None => history.get(1).ok_or_else(|| {
+            ApiError::Conflict(format!(
+                "model {name:?} has only one deployment: there is nothing to roll back to"
+            ))
+        })?,
+    };
+    let entry = record_deployment(&state, target.record.spec.clone()).await?;
+    Ok(Json(record_json(&entry.record, None)))
+}
+
+/// `GET /healthz`: Docker reachable, store writable, watcher alive.
+pub async fn healthz(State(state): State<ApiState>) -> Response {
+    let (docker_ok, docker_detail) = state.controller.docker_health();
+    let (store_ok, store_detail) = match state.controller.store().flush().await {
+        Ok(()) => (true, "writable".to_string()),
+        Err(e) => (false, e.to_string()),
+    };
+    let (watcher_ok, watcher_detail) = state.probe.watcher();
+    let healthy = docker_ok && store_ok && watcher_ok;
+    let body = json!({
+        "status": if healthy { "ok" } else { "unhealthy" },
+        "checks": {
+            "docker": {"ok": docker_ok, "detail": docker_detail},
+            "store": {"ok": store_ok, "detail": store_detail},
+            "watcher": {"ok": watcher_ok, "detail": watcher_detail},
+        }
+    });
+    let code = if healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(body)).into_response()
+}
+
+/// `GET /openapi.json`.
+pub async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+/// Validates, renders, stores (flushed) and queues a new deployment of `spec`.
+async fn record_deployment(
+    state: &ApiState,
+    spec: crate::record::ModelSpec,
+) -> Result<HistoryEntry, ApiError> {
+    let identity = Identity {
+        deployment_id: record::new_deployment_id(),
+        deployment_time: record::now_unix_seconds(),
+    };
+    let desired = state
+        .controller
+        .pipeline()
+        .build(spec, identity, &Source::Api)
+        .map_err(|errors| invalid(&errors))?;
+    let entry = HistoryEntry {
+        record: desired.record,
+        source: Source::Api,
+    };
+    state
+        .controller
+        .store()
+        .append(entry.clone())
+        .await
+        .map_err(store_error)?;
+    state.controller.queue.add(&entry.record.spec.name);
+    Ok(entry)
+}
+
+fn history(state: &ApiState, name: &str, n: usize) -> Result<Vec<HistoryEntry>, ApiError> {
+    let history: Vec<HistoryEntry> = state
+        .controller
+        .store()
+        .history(name, n)
+        .into_iter()
+        .filter_map(|entry| {
+            entry
+                .inspect_err(|e| tracing::warn!(model = name, error = %e, "skipping an unreadable history entry"))
+                .ok()
+        })
+        .collect();
+    if history.is_empty() {
+        return Err(ApiError::NotFound(format!(
+            "model {name:?} has no deployment record"
+        )));
+    }
+    Ok(history)
+}
+
+fn refuse_file_owned(state: &ApiState, name: &str) -> Result<(), ApiError> {
+    match state.controller.file_owner(name) {
+        Some(origin) => Err(ApiError::Conflict(format!(
+            "model {name:?} is declared by the manifest {origin}: change or delete that file instead"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// A record as the original API showed it, with live containers and services when given.
+fn record_json(record: &DeploymentRecord, live: Option<&ModelStatus>) -> Value {
+    let mut value = serde_json::to_value(record).unwrap_or_else(|_| json!({}));
+    let now = SystemTime::now();
+    let containers: Vec<Value> = live
+        .map(|s| {
+            s.tasks
+                .iter()
+                .map(|t| {
+                    json!({
+                        "name": t.name,
+                        "image": t.image,
+                        "node": t.node,
+                        "desired_state": t.desired_state,
+                        "current_state": timefmt::current_state(&t.state, t.since.as_deref(), now),
+                        "error": t.error,
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let services: Vec<Value> = live
+        .map(|s| s.services.iter().map(|svc| json!(svc)).collect())
+        .unwrap_or_default();
+    value["containers"] = Value::Array(containers);
+    value["swarm_services"] = Value::Array(services);
+    value
+}
+
+async fn read_json(headers: &HeaderMap, body: Body) -> Result<Value, ApiError> {
+    if let Some(content_type) = headers.get(header::CONTENT_TYPE) {
+        let essence = content_type
+            .to_str()
+            .unwrap_or_default()
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase();
+        let json = essence == "application/json"
+            || (essence.starts_with("application/") && essence.ends_with("+json"));
+        if !json {
+            return Err(ApiError::UnsupportedMediaType(format!(
+                "content type {essence:?} is not supported: send the deployment as application/json"
+            )));
+        }
+    }
+    let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|_| {
+            ApiError::TooLarge(format!(
+                "request body is larger than {} KiB",
+                MAX_BODY_BYTES / 1024
+            ))
+        })?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::BadRequest(format!("request body is not valid JSON: {e}")))
+}
+
+fn flag(params: &HashMap<String, String>, key: &str) -> Result<Option<bool>, ApiError> {
+    match params.get(key).map(|v| v.to_ascii_lowercase()) {
+        None => Ok(None),
+        Some(v) if matches!(v.as_str(), "true" | "1" | "yes" | "on") => Ok(Some(true)),
+        Some(v) if matches!(v.as_str(), "false" | "0" | "no" | "off") => Ok(Some(false)),
+        Some(v) => Err(ApiError::BadRequest(format!(
+            "{key}: expected true or false, found {v:?}"
+        ))),
+    }
+}
+
+fn invalid(errors: &[crate::validate::FieldError]) -> ApiError {
+    ApiError::Invalid(
+        errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; "),
+    )
+}
+
+fn store_error(error: impl std::fmt::Display) -> ApiError {
+    ApiError::Internal(format!("the store failed: {error}"))
+}
+
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}

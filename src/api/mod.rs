@@ -1,0 +1,130 @@
+//! The HTTP API: the original service's endpoints, plus status, rollback, health,
+//! metrics and an OpenAPI description.
+//!
+//! [`router`] builds the whole API from an [`ApiState`], so tests call it without a
+//! socket. Reads are served from the reconciler's caches and the store; no request makes
+//! a Docker call. Writes are on disk (flushed) before they are answered.
+
+mod errors;
+mod handlers;
+mod metrics;
+pub mod timefmt;
+
+pub use errors::ApiError;
+
+use crate::controller::Controller;
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{Method, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use std::sync::{Arc, Mutex};
+
+/// Largest request body accepted.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// The OpenAPI description served at `/openapi.json`.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// Health of the parts the API cannot see from the status cache.
+pub trait HealthProbe: Send + Sync {
+    /// Whether the manifests watcher is alive, with a detail line.
+    fn watcher(&self) -> (bool, String);
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct ApiState {
+    /// The reconciler: status, store, declarations, queue.
+    pub controller: Arc<Controller>,
+    /// Bearer token writes must carry, if any.
+    pub token: Option<Arc<str>>,
+    /// Watcher health.
+    pub probe: Arc<dyn HealthProbe>,
+    /// `GET /` bodies, cached per status generation.
+    listing: Arc<Mutex<ListingCache>>,
+}
+
+#[derive(Default)]
+struct ListingCache {
+    generation: Option<u64>,
+    brief: axum::body::Bytes,
+    detailed: axum::body::Bytes,
+}
+
+impl ApiState {
+    /// State for a router over `controller`.
+    pub fn new(
+        controller: Arc<Controller>,
+        token: Option<String>,
+        probe: Arc<dyn HealthProbe>,
+    ) -> Self {
+        Self {
+            controller,
+            token: token.map(Arc::from),
+            probe,
+            listing: Arc::new(Mutex::new(ListingCache::default())),
+        }
+    }
+}
+
+/// Builds the API.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/", get(handlers::list))
+        .route("/healthz", get(handlers::healthz))
+        .route("/metrics", get(metrics::metrics))
+        .route("/openapi.json", get(handlers::openapi))
+        .route(
+            "/{name}",
+            get(handlers::get_model)
+                .post(handlers::deploy)
+                .put(handlers::deploy)
+                .delete(handlers::delete_model),
+        )
+        .route("/{name}/status", get(handlers::model_status))
+        .route("/{name}/rollback", post(handlers::rollback))
+        .fallback(|| async { ApiError::NotFound("no such endpoint: see /openapi.json".into()) })
+        .method_not_allowed_fallback(|| async {
+            ApiError::MethodNotAllowed(
+                "method not allowed on this endpoint: see /openapi.json".into(),
+            )
+        })
+        .layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .with_state(state)
+}
+
+/// Writes need the bearer token when one is configured; reads never do.
+async fn require_token(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+    let write = !matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    );
+    if let (true, Some(token)) = (write, state.token.as_deref()) {
+        let presented = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        if !constant_time_eq(presented.as_bytes(), token.as_bytes()) {
+            return ApiError::Unauthorized(
+                "this server requires Authorization: Bearer <token> for writes".into(),
+            )
+            .into_response();
+        }
+    }
+    next.run(request).await
+}
+
+/// Compares two byte strings in time that depends only on their lengths.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,494 @@
+//! The API in-process: router, controller and the fake swarm; no sockets.
+
+use super::*;
+use crate::controller::Parts;
+use crate::render::{Instance, Templates};
+use crate::sources::files::{FileDeclarations, scan};
+use crate::store::Store;
+use crate::swarm::fake::FakeSwarm;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+struct Api {
+    router: Router,
+    controller: Arc<Controller>,
+    manifests: tempfile::TempDir,
+    files_tx: tokio::sync::watch::Sender<Arc<FileDeclarations>>,
+    _data: tempfile::TempDir,
+}
+
+struct AlwaysAlive;
+
+impl HealthProbe for AlwaysAlive {
+    fn watcher(&self) -> (bool, String) {
+        (true, "watching".into())
+    }
+}
+
+async fn api_with_token(token: Option<&str>) -> Api {
+    let manifests = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let (files_tx, files) = tokio::sync::watch::channel(Arc::new(FileDeclarations::default()));
+    let controller = Controller::new(Parts {
+        swarm: Arc::new(FakeSwarm::new()),
+        store: Store::open(data.path()).unwrap(),
+        files,
+        instance: Instance::default(),
+        templates: Arc::new(Templates::builtin().unwrap()),
+    });
+    controller.ensure_network().await.unwrap();
+    let state = ApiState::new(
+        controller.clone(),
+        token.map(String::from),
+        Arc::new(AlwaysAlive),
+    );
+    Api {
+        router: router(state),
+        controller,
+        manifests,
+        files_tx,
+        _data: data,
+    }
+}
+
+async fn api() -> Api {
+    api_with_token(None).await
+}
+
+const BODY: &str = r#"{"domain": "carls-model.com", "build_id": "some_build_id", "run_id": "some_run_id", "image": "mlmodel-test/static-http:1", "port": 80}"#;
+
+impl Api {
+    async fn call(
+        &self,
+        method: &str,
+        uri: &str,
+        body: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, Value) {
+        let mut request = Request::builder().method(method).uri(uri);
+        if body.is_some() {
+            request = request.header("content-type", "application/json");
+        }
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        let request = request
+            .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))
+            .unwrap();
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let value = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        (status, value)
+    }
+
+    async fn get(&self, uri: &str) -> (StatusCode, Value) {
+        self.call("GET", uri, None, &[]).await
+    }
+
+    async fn post(&self, uri: &str, body: &str) -> (StatusCode, Value) {
+        self.call("POST", uri, Some(body), &[]).await
+    }
+
+    fn declare_file(&self, file: &str, text: &str) {
+        std::fs::write(self.manifests.path().join(file), text).unwrap();
+        let previous = self.files_tx.borrow().clone();
+        self.files_tx
+            .send(Arc::new(scan(self.manifests.path(), &previous)))
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn the_list_starts_empty() {
+    let api = api().await;
+    assert_eq!(api.get("/").await, (StatusCode::OK, json!([])));
+}
+
+#[tokio::test]
+async fn a_post_answers_the_whole_record_as_the_original_did() {
+    let api = api().await;
+    let (status, record) = api.post("/carls_model", BODY).await;
+    assert_eq!(status, StatusCode::OK, "{record}");
+    let expected_defaults = json!({
+        "name": "carls_model", "port": 80, "scale": 2, "cpu_limit": "1", "cpu_reservation": "0.1",
+        "mem_limit": "2G", "mem_reservation": "1G", "deploy_delay": "5s", "deploy_monitor_period": "30s",
+        "template_file": "default.template.yml", "extra_template_attributes": {}, "containers": [], "swarm_services": [],
+        "build_id": "some_build_id", "run_id": "some_run_id", "domain": "carls-model.com",
+    });
+    for (key, value) in expected_defaults.as_object().unwrap() {
+        assert_eq!(&record[key], value, "{key}");
+    }
+    assert_eq!(record["deployment_id"].as_str().unwrap().len(), 32);
+    assert!(record["deployment_time"].is_f64());
+    assert!(
+        record["rendered_template"]
+            .as_str()
+            .unwrap()
+            .contains("mlmodel-test/static-http:1")
+    );
+    let stored = api
+        .controller
+        .store()
+        .history("carls_model", 5)
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    assert_eq!(stored.len(), 1, "on disk before the answer");
+    assert_eq!(api.controller.queue.depth(), 1, "a reconcile was triggered");
+    let (_, put) = api.call("PUT", "/carls_model", Some(BODY), &[]).await;
+    assert_ne!(put["deployment_id"], record["deployment_id"]);
+}
+
+#[tokio::test]
+async fn bad_requests_get_json_errors_with_the_right_status() {
+    let api = api().await;
+    let cases: Vec<(&str, Option<&str>, StatusCode, &str)> = vec![
+        ("{not json", None, StatusCode::BAD_REQUEST, "not valid JSON"),
+        (
+            BODY,
+            Some("text/plain"),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "application/json",
+        ),
+        (
+            "[1, 2]",
+            None,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "expected a JSON object",
+        ),
+        (
+            r#"{"domain": "a.com", "image": "x", "build_id": "b", "run_id": "r", "scael": 3}"#,
+            None,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "scael: unknown field: did you mean scale?",
+        ),
+        (
+            r#"{"domain": "a_b.com", "image": "x", "build_id": "b", "run_id": "r"}"#,
+            None,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "domain: \"a_b.com\" is not a host name",
+        ),
+        (
+            r#"{"domain": "a.com", "image": "x", "build_id": "b", "run_id": "r", "port": 0}"#,
+            None,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "port: ",
+        ),
+        (
+            r#"{"name": "other", "domain": "a.com", "image": "x", "build_id": "b", "run_id": "r"}"#,
+            None,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "does not match the name in the path",
+        ),
+        (
+            r#"{"domain": "a.com"}"#,
+            None,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "image: is required",
+        ),
+    ];
+    for (body, content_type, expected, detail) in cases {
+        let mut request = Request::builder().method("POST").uri("/m");
+        request = request.header("content-type", content_type.unwrap_or("application/json"));
+        let response = api
+            .router
+            .clone()
+            .oneshot(request.body(Body::from(body.to_string())).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let value: Value = serde_json::from_slice(&bytes).expect("errors are JSON");
+        assert_eq!(status, expected, "{body}: {value}");
+        assert!(
+            value["detail"].as_str().unwrap().contains(detail),
+            "{body}: {value}"
+        );
+    }
+    let huge = format!(
+        r#"{{"domain": "a.com", "image": "x", "build_id": "{}", "run_id": "r"}}"#,
+        "b".repeat(70_000)
+    );
+    let (status, value) = api.post("/m", &huge).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{value}");
+    assert!(
+        api.controller.store().names().unwrap().is_empty(),
+        "nothing stored"
+    );
+}
+
+#[tokio::test]
+async fn get_answers_the_newest_records_first_and_404s_unknown_models() {
+    let api = api().await;
+    assert_eq!(api.get("/nobody").await.0, StatusCode::NOT_FOUND);
+    let (_, first) = api.post("/m", BODY).await;
+    let (_, second) = api.post("/m", &BODY.replace("some_run_id", "run2")).await;
+    let (status, records) = api.get("/m?n=5").await;
+    assert_eq!(status, StatusCode::OK);
+    let ids: Vec<&Value> = records
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r["deployment_id"])
+        .collect();
+    assert_eq!(ids, [&second["deployment_id"], &first["deployment_id"]]);
+    assert_eq!(
+        api.get("/m").await.1.as_array().unwrap().len(),
+        1,
+        "n defaults to 1"
+    );
+    assert_eq!(api.get("/m?n=zero").await.0, StatusCode::BAD_REQUEST);
+    assert!(records[0]["deployment_time"].is_number());
+}
+
+#[tokio::test]
+async fn delete_stops_the_model_and_clear_all_records_forgets_it() {
+    let api = api().await;
+    api.post("/m", BODY).await;
+    let (status, answer) = api.call("DELETE", "/m", None, &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(answer["deployments"].as_array().unwrap().len(), 1);
+    assert!(api.controller.store().is_stopped("m").unwrap());
+    assert_eq!(api.get("/m").await.0, StatusCode::OK, "history stays");
+    let (status, _) = api
+        .call("DELETE", "/m?clear_all_records=true", None, &[])
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(api.get("/m").await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        api.call("DELETE", "/m", None, &[]).await.0,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn rollback_copies_an_earlier_spec_into_a_new_record() {
+    let api = api().await;
+    let (_, first) = api.post("/m", BODY).await;
+    assert_eq!(
+        api.call("POST", "/m/rollback", None, &[]).await.0,
+        StatusCode::CONFLICT,
+        "nothing to roll back to"
+    );
+    api.post("/m", &BODY.replace("\"port\": 80", "\"port\": 8080"))
+        .await;
+    let (status, rolled) = api.call("POST", "/m/rollback", None, &[]).await;
+    assert_eq!(status, StatusCode::OK, "{rolled}");
+    assert_eq!(rolled["port"], 80);
+    assert_ne!(rolled["deployment_id"], first["deployment_id"]);
+    let to = format!(
+        "/m/rollback?to={}",
+        first["deployment_id"].as_str().unwrap()
+    );
+    assert_eq!(api.call("POST", &to, None, &[]).await.0, StatusCode::OK);
+    assert_eq!(
+        api.call("POST", "/m/rollback?to=nope", None, &[]).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        api.controller
+            .store()
+            .history("m", 10)
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap()
+            .len(),
+        4
+    );
+}
+
+#[tokio::test]
+async fn models_owned_by_a_manifest_refuse_api_writes_naming_the_file() {
+    let api = api().await;
+    api.declare_file("m.yml", "domain: a.com\nimage: x\nbuild_id: b\nrun_id: r\n");
+    for (method, uri) in [
+        ("POST", "/m"),
+        ("PUT", "/m"),
+        ("DELETE", "/m"),
+        ("POST", "/m/rollback"),
+    ] {
+        let body = (method != "DELETE").then_some(BODY);
+        let (status, value) = api.call(method, uri, body, &[]).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{method} {uri}: {value}");
+        assert!(
+            value["detail"].as_str().unwrap().contains("m.yml"),
+            "{value}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn writes_need_the_token_when_one_is_set_and_reads_never_do() {
+    let api = api_with_token(Some("s3cret")).await;
+    let (status, value) = api.post("/m", BODY).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{value}");
+    let (status, _) = api
+        .call(
+            "POST",
+            "/m",
+            Some(BODY),
+            &[("authorization", "Bearer wrong")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = api
+        .call(
+            "POST",
+            "/m",
+            Some(BODY),
+            &[("authorization", "Bearer s3cret")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(api.get("/").await.0, StatusCode::OK);
+    assert_eq!(api.get("/m").await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn status_and_listing_come_from_the_reconciler() {
+    let api = api().await;
+    api.post("/m", BODY).await;
+    assert_eq!(
+        api.get("/m/status").await.0,
+        StatusCode::NOT_FOUND,
+        "not reconciled yet"
+    );
+    api.controller.reconcile("m").await;
+    let (status, body) = api.get("/m/status").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["source"], "api");
+    assert!(body["deployment_time"].is_number());
+    assert_eq!(
+        api.get("/").await.1,
+        json!([{"name": "m", "valid": true, "active": true}])
+    );
+    let (_, detailed) = api.get("/?detail=true").await;
+    assert_eq!(detailed[0]["name"], "m");
+    assert!(detailed[0]["phase"].is_string());
+    api.controller.relist().await.unwrap();
+    api.controller.reconcile("m").await;
+    let (_, records) = api.get("/m").await;
+    assert_eq!(
+        records[0]["swarm_services"][0]["replicas"], "2/2",
+        "{records}"
+    );
+    assert_eq!(
+        records[0]["containers"].as_array().unwrap().len(),
+        2,
+        "{records}"
+    );
+    assert!(
+        records[0]["containers"][0]["current_state"]
+            .as_str()
+            .unwrap()
+            .starts_with("Running"),
+        "{records}"
+    );
+}
+
+#[tokio::test]
+async fn metrics_expose_per_model_gauges_and_controller_counters() {
+    let api = api().await;
+    api.post("/m", BODY).await;
+    api.controller.reconcile("m").await;
+    let (status, body) = api.get("/metrics").await;
+    assert_eq!(status, StatusCode::OK);
+    let text = body.as_str().unwrap();
+    for line in [
+        "mlmodel_manager_active{model=\"m\"} 1",
+        "mlmodel_manager_valid{model=\"m\"} 1",
+        "mlmodel_manager_weird{model=\"m\"} 0",
+        "mlmodel_manager_replicas_requested{model=\"m\"} 2",
+        "mlmodel_reconciles_total 1",
+        "mlmodel_docker_api_calls_total{kind=\"create_service\"} 1",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing {line:?} in\n{text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn health_reports_each_check() {
+    let api = api().await;
+    let (status, body) = api.get("/healthz").await;
+    assert_eq!(
+        status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "docker not connected yet: {body}"
+    );
+    assert_eq!(body["checks"]["store"]["ok"], true);
+    assert_eq!(body["checks"]["watcher"]["ok"], true);
+    assert_eq!(body["checks"]["docker"]["ok"], false);
+}
+
+#[tokio::test]
+async fn unknown_endpoints_and_methods_answer_json() {
+    let api = api().await;
+    let (status, body) = api.get("/a/b/c").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(body["detail"].is_string());
+    let (status, body) = api.call("PATCH", "/m", None, &[]).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert!(body["detail"].is_string());
+}
+
+/// Every route the router serves, as (method, path template).
+const ROUTES: &[(&str, &str)] = &[
+    ("get", "/"),
+    ("get", "/healthz"),
+    ("get", "/metrics"),
+    ("get", "/openapi.json"),
+    ("get", "/{name}"),
+    ("post", "/{name}"),
+    ("put", "/{name}"),
+    ("delete", "/{name}"),
+    ("get", "/{name}/status"),
+    ("post", "/{name}/rollback"),
+];
+
+#[tokio::test]
+async fn the_openapi_description_matches_the_routes() {
+    let api = api().await;
+    let (status, doc) = api.get("/openapi.json").await;
+    assert_eq!(status, StatusCode::OK);
+    let mut documented = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            documented.push((method.clone(), path.clone()));
+        }
+    }
+    documented.sort();
+    let mut routes: Vec<(String, String)> = ROUTES
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    routes.sort();
+    assert_eq!(documented, routes, "openapi.json and the router disagree");
+    for (method, path) in ROUTES {
+        let uri = path.replace("{name}", "probe");
+        let (status, body) = api.call(&method.to_uppercase(), &uri, None, &[]).await;
+        assert_ne!(
+            status,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path}: {body}"
+        );
+        assert!(
+            status != StatusCode::NOT_FOUND
+                || !body["detail"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .starts_with("no such endpoint"),
+            "{method} {path} is not routed"
+        );
+    }
+}

@@ -1,0 +1,145 @@
+//! The `mlmodel` command line: clap definitions turned into plain calls into the library.
+
+mod offline;
+mod serve;
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::render::Instance;
+
+/// Keeps machine-learning model images served on Docker Swarm exactly as declared.
+#[derive(Debug, Parser)]
+#[command(name = "mlmodel", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the reconciler: keep the swarm converged to the declared models.
+    ///
+    /// Watches the manifests directory, keeps the deployment history in the store, follows
+    /// Docker's events and converges every model's services, repairing drift and removing
+    /// what is no longer declared. Needs a Docker engine that is a swarm manager (DOCKER_HOST
+    /// or the local socket). Stops cleanly on SIGINT/SIGTERM.
+    ///
+    /// Example: mlmodel serve --manifests ./manifests --data-dir ./mlmodel-data
+    Serve(serve::ServeArgs),
+    /// Check manifests offline: every error in every file, one line each.
+    ///
+    /// Reads manifest files (*.yml, *.yaml; directories recursively), checks every field,
+    /// renders each model's template and converts it to Swarm service specs, all without
+    /// Docker. Prints `FILE[#DOC]: FIELD: problem` for each error and exits 1 if there was
+    /// any, 0 otherwise.
+    ///
+    /// Example: mlmodel validate manifests/
+    Validate {
+        /// Manifest files or directories.
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+        #[command(flatten)]
+        instance: InstanceArgs,
+    },
+    /// Print the stack one manifest renders to, offline.
+    ///
+    /// `--format compose` (the default) prints the rendered compose file, which deploys
+    /// as-is with `docker stack deploy -c - <instance>_<name>`; `--format services` prints
+    /// the Swarm service specs as JSON exactly as mlmodel would send them to Docker,
+    /// ownership labels included.
+    ///
+    /// Example: mlmodel render manifests/carls_model.yml --format services
+    Render {
+        /// A manifest file (or a directory holding one model).
+        #[arg(value_name = "PATH")]
+        path: PathBuf,
+        /// Which model, when the manifests hold several.
+        #[arg(long)]
+        name: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = RenderFormat::Compose)]
+        format: RenderFormat,
+        /// Deployment id to render with (default: derived from the spec, so repeated
+        /// renders are identical).
+        #[arg(long, value_name = "ID")]
+        deployment_id: Option<String>,
+        #[command(flatten)]
+        instance: InstanceArgs,
+    },
+}
+
+/// What `mlmodel render` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RenderFormat {
+    /// The rendered compose file.
+    Compose,
+    /// The Swarm service specs as JSON.
+    Services,
+}
+
+/// Options that name this mlmodel instance and where its templates are.
+#[derive(Debug, Clone, Args)]
+pub struct InstanceArgs {
+    /// Instance (team) name: the owner label on every service and the stack name prefix.
+    #[arg(
+        long,
+        env = "MLMODEL_INSTANCE",
+        default_value = "mlmodel",
+        value_name = "NAME"
+    )]
+    pub instance: String,
+    /// Environment name passed to templates (the original's ENVIRONMENT).
+    #[arg(
+        long,
+        env = "MLMODEL_ENVIRONMENT",
+        default_value = "production",
+        value_name = "ENV"
+    )]
+    pub environment: String,
+    /// Shared overlay network the models attach to.
+    #[arg(
+        long,
+        env = "MLMODEL_NETWORK",
+        default_value = "mlmodel",
+        value_name = "NAME"
+    )]
+    pub network: String,
+    /// Directory of templates; its files override the built-in ones of the same name.
+    #[arg(long, env = "MLMODEL_TEMPLATES", value_name = "DIR")]
+    pub templates: Option<PathBuf>,
+}
+
+impl InstanceArgs {
+    fn instance(&self) -> Instance {
+        Instance {
+            name: self.instance.clone(),
+            environment: self.environment.clone(),
+            network: self.network.clone(),
+        }
+    }
+}
+
+/// Parses the command line and runs the command.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve::run(args),
+        Command::Validate { paths, instance } => offline::validate(&paths, &instance),
+        Command::Render {
+            path,
+            name,
+            format,
+            deployment_id,
+            instance,
+        } => offline::render(&path, name.as_deref(), format, deployment_id, &instance),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! `mlmodel validate` and `mlmodel render`: the offline pipeline, no Docker needed.
+
+use super::{InstanceArgs, RenderFormat};
+use crate::desired::{Identity, Pipeline, offline_identity};
+use crate::manifest::{self, ManifestDoc};
+use crate::render::Templates;
+use crate::store::Source;
+use anyhow::{Context, bail};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Every manifest document under `paths`, plus one line per file that could not be read.
+fn load_all(paths: &[PathBuf]) -> (Vec<ManifestDoc>, Vec<String>) {
+    let mut docs = Vec::new();
+    let mut errors = Vec::new();
+    for path in paths {
+        let files = match manifest::find_manifest_files(path) {
+            Ok(files) => files,
+            Err(e) => {
+                errors.push(format!("{}: cannot read: {e}", path.display()));
+                continue;
+            }
+        };
+        if files.is_empty() && path.is_dir() {
+            errors.push(format!(
+                "{}: no manifest files (*.yml, *.yaml) found",
+                path.display()
+            ));
+        }
+        for file in files {
+            match manifest::read_manifest(&file) {
+                Ok(file_docs) => docs.extend(file_docs),
+                Err(e) => errors.push(e.to_string()),
+            }
+        }
+    }
+    (docs, errors)
+}
+
+pub(super) fn validate(paths: &[PathBuf], args: &InstanceArgs) -> anyhow::Result<ExitCode> {
+    let templates = Templates::load(args.templates.as_deref())?;
+    let instance = args.instance();
+    let pipeline = Pipeline {
+        instance: &instance,
+        templates: &templates,
+    };
+    let (docs, mut errors) = load_all(paths);
+    let mut origins_by_name: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for doc in &docs {
+        let result = doc.spec.clone().and_then(|spec| {
+            let source = Source::File {
+                path: doc.origin.path.display().to_string(),
+            };
+            pipeline.build(spec.clone(), offline_identity(&spec), &source)
+        });
+        match result {
+            Ok(desired) => origins_by_name
+                .entry(desired.record.spec.name)
+                .or_default()
+                .push(doc.origin.to_string()),
+            Err(field_errors) => {
+                errors.extend(field_errors.iter().map(|e| format!("{}: {e}", doc.origin)));
+            }
+        }
+    }
+    for (name, origins) in &origins_by_name {
+        if origins.len() > 1 {
+            for origin in origins {
+                let others: Vec<&str> = origins
+                    .iter()
+                    .filter(|o| *o != origin)
+                    .map(String::as_str)
+                    .collect();
+                errors.push(format!(
+                    "{origin}: name: {name:?} is also declared by {}: each model must be declared once",
+                    others.join(", ")
+                ));
+            }
+        }
+    }
+    for line in &errors {
+        println!("{line}");
+    }
+    if errors.is_empty() {
+        eprintln!("{} model(s) valid", origins_by_name.len());
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("{} error(s)", errors.len());
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+pub(super) fn render(
+    path: &Path,
+    name: Option<&str>,
+    format: RenderFormat,
+    deployment_id: Option<String>,
+    args: &InstanceArgs,
+) -> anyhow::Result<ExitCode> {
+    let templates = Templates::load(args.templates.as_deref())?;
+    let instance = args.instance();
+    let pipeline = Pipeline {
+        instance: &instance,
+        templates: &templates,
+    };
+    let (docs, errors) = load_all(&[path.to_path_buf()]);
+    if let Some(first) = errors.first() {
+        bail!("{first}");
+    }
+    let named = |doc: &&ManifestDoc| match (name, &doc.spec) {
+        (None, _) => true,
+        (Some(wanted), Ok(spec)) => spec.name == wanted,
+        (Some(_), Err(_)) => false,
+    };
+    let chosen: Vec<&ManifestDoc> = docs.iter().filter(named).collect();
+    let doc = match chosen.as_slice() {
+        [doc] => *doc,
+        [] => bail!(
+            "{}: no model{} found",
+            path.display(),
+            name.map(|n| format!(" named {n:?}")).unwrap_or_default()
+        ),
+        several => bail!(
+            "{}: holds {} models ({}): choose one with --name",
+            path.display(),
+            several.len(),
+            several
+                .iter()
+                .map(|d| d.origin.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    let spec = doc
+        .spec
+        .clone()
+        .map_err(|errors| describe_errors(&doc.origin.to_string(), &errors))?;
+    let mut identity = offline_identity(&spec);
+    if let Some(id) = deployment_id {
+        identity = Identity {
+            deployment_id: id,
+            ..identity
+        };
+    }
+    let desired = pipeline
+        .build(
+            spec,
+            identity,
+            &Source::File {
+                path: doc.origin.path.display().to_string(),
+            },
+        )
+        .map_err(|errors| describe_errors(&doc.origin.to_string(), &errors))?;
+    match format {
+        RenderFormat::Compose => print!("{}", desired.record.rendered_template),
+        RenderFormat::Services => {
+            let json = serde_json::to_string_pretty(&desired.stack.services)
+                .context("cannot print service specs")?;
+            println!("{json}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn describe_errors(origin: &str, errors: &[crate::validate::FieldError]) -> anyhow::Error {
+    let lines: Vec<String> = errors.iter().map(|e| format!("{origin}: {e}")).collect();
+    anyhow::anyhow!("{}", lines.join("\n"))
+}

@@ -1,0 +1,123 @@
+//! `mlmodel serve` flags, turned into a [`ServeConfig`].
+
+use super::InstanceArgs;
+use crate::serve::{self, ServeConfig};
+use crate::units;
+use anyhow::Context;
+use clap::Args;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Flags of `mlmodel serve`; each also reads an MLMODEL_* environment variable.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Directory of manifests to watch (recursively).
+    #[arg(
+        long,
+        env = "MLMODEL_MANIFESTS",
+        default_value = "manifests",
+        value_name = "DIR"
+    )]
+    manifests: PathBuf,
+    /// Directory of the embedded store (deployment history).
+    #[arg(
+        long,
+        env = "MLMODEL_DATA_DIR",
+        default_value = "mlmodel-data",
+        value_name = "DIR"
+    )]
+    data_dir: PathBuf,
+    /// Address the HTTP API listens on.
+    #[arg(
+        long,
+        env = "MLMODEL_LISTEN",
+        default_value = "127.0.0.1:8080",
+        value_name = "ADDR"
+    )]
+    listen: SocketAddr,
+    /// Full resync period (Go duration: 30s, 1m).
+    #[arg(long, env = "MLMODEL_RESYNC", default_value = "30s", value_parser = parse_period, value_name = "DURATION")]
+    resync: Duration,
+    /// Models reconciled at once.
+    #[arg(
+        long,
+        env = "MLMODEL_CONCURRENCY",
+        default_value_t = 4,
+        value_name = "N"
+    )]
+    concurrency: usize,
+    /// Log format.
+    #[arg(long, env = "MLMODEL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
+    log_format: LogFormat,
+    /// Bearer token every API write must carry (never logged).
+    #[arg(
+        long,
+        env = "MLMODEL_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    token: Option<String>,
+    #[command(flatten)]
+    instance: InstanceArgs,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// One human-readable line per event.
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+fn parse_period(text: &str) -> Result<Duration, String> {
+    let period = units::parse_duration(text).map_err(|e| e.to_string())?;
+    if period.is_zero() {
+        return Err("must be longer than 0s".to_string());
+    }
+    Ok(period)
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+pub(super) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    init_logging(args.log_format);
+    if args.concurrency == 0 {
+        anyhow::bail!("--concurrency must be at least 1");
+    }
+    let config = ServeConfig {
+        manifests: args.manifests,
+        data_dir: args.data_dir,
+        templates: args.instance.templates.clone(),
+        listen: args.listen,
+        instance: args.instance.instance(),
+        resync: args.resync,
+        concurrency: args.concurrency,
+        token: args.token.filter(|t| !t.is_empty()),
+    };
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let shutdown = CancellationToken::new();
+        let signal_token = shutdown.clone();
+        tokio::spawn(async move {
+            serve::shutdown_signal().await;
+            tracing::info!("signal received: shutting down");
+            signal_token.cancel();
+        });
+        serve::serve(config, shutdown).await
+    })?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,500 @@
+//! The reconciler against the fake swarm: fast, deterministic, no sleeps.
+
+use super::*;
+use crate::sources::files::scan;
+use crate::status::Phase;
+use crate::swarm::fake::{FakeSwarm, Op};
+use std::path::Path;
+
+const MODEL: &str = "domain: {domain}.example.com\nimage: mlmodel-test/static-http:1\nbuild_id: b1\nrun_id: r1\nscale: {scale}\nmem_reservation: 16M\nmem_limit: 64M\n";
+
+struct Rig {
+    controller: Arc<Controller>,
+    fake: Arc<FakeSwarm>,
+    manifests: tempfile::TempDir,
+    data: tempfile::TempDir,
+    files_tx: watch::Sender<Arc<FileDeclarations>>,
+}
+
+fn manifest(name: &str, scale: u64) -> String {
+    MODEL
+        .replace("{domain}", &name.replace('_', "-"))
+        .replace("{scale}", &scale.to_string())
+}
+
+fn write(dir: &Path, file: &str, text: &str) {
+    std::fs::write(dir.join(file), text).unwrap();
+}
+
+impl Rig {
+    async fn new() -> Self {
+        let manifests = tempfile::tempdir().unwrap();
+        let data = tempfile::tempdir().unwrap();
+        let fake = Arc::new(FakeSwarm::new());
+        Self::with(fake, manifests, data).await
+    }
+
+    async fn with(
+        fake: Arc<FakeSwarm>,
+        manifests: tempfile::TempDir,
+        data: tempfile::TempDir,
+    ) -> Self {
+        let store = Store::open(data.path()).unwrap();
+        let (files_tx, files) = watch::channel(Arc::new(FileDeclarations::default()));
+        let controller = Controller::new(Parts {
+            swarm: fake.clone(),
+            store,
+            files,
+            instance: Instance::default(),
+            templates: Arc::new(Templates::builtin().unwrap()),
+        });
+        controller.ensure_network().await.unwrap();
+        Self {
+            controller,
+            fake,
+            manifests,
+            data,
+            files_tx,
+        }
+    }
+
+    /// Rescans the manifests directory, as the watcher would after a change.
+    fn rescan(&self) {
+        let previous = self.files_tx.borrow().clone();
+        self.files_tx
+            .send(Arc::new(scan(self.manifests.path(), &previous)))
+            .unwrap();
+    }
+
+    async fn relist(&self) {
+        observe::relist(self.fake.as_ref(), &self.controller.observed)
+            .await
+            .unwrap();
+    }
+
+    /// Relists and reconciles every model once, as a resync does.
+    async fn converge(&self) {
+        self.relist().await;
+        for name in self.controller.all_models() {
+            assert_eq!(
+                self.controller.reconcile(&name).await,
+                Outcome::Done,
+                "reconcile of {name}"
+            );
+        }
+        self.relist().await;
+        for name in self.controller.all_models() {
+            self.controller.reconcile(&name).await;
+        }
+    }
+
+    fn status(&self, name: &str) -> Arc<crate::status::ModelStatus> {
+        self.controller
+            .status
+            .get(name)
+            .unwrap_or_else(|| panic!("no status for {name}"))
+    }
+
+    fn replicas(&self, service: &str) -> Option<i64> {
+        self.fake.service(service)?.spec.mode?.replicated?.replicas
+    }
+}
+
+#[tokio::test]
+async fn a_dropped_manifest_becomes_a_labelled_service_and_a_history_record() {
+    let rig = Rig::new().await;
+    write(
+        rig.manifests.path(),
+        "carls_model.yml",
+        &manifest("carls_model", 2),
+    );
+    rig.rescan();
+    rig.converge().await;
+    let service = rig
+        .fake
+        .service("mlmodel_carls_model_mlmodel")
+        .expect("service created");
+    assert_eq!(service.label(labels::MANAGED_BY), Some("mlmodel"));
+    assert_eq!(service.label(labels::NAME), Some("carls_model"));
+    assert_eq!(
+        service.label(labels::STACK_NAMESPACE),
+        Some("mlmodel_carls_model")
+    );
+    assert!(service.label(labels::RECORD).is_some());
+    assert_eq!(rig.replicas("mlmodel_carls_model_mlmodel"), Some(2));
+    let history = rig
+        .controller
+        .store()
+        .history("carls_model", 10)
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    assert_eq!(history.len(), 1);
+    let status = rig.status("carls_model");
+    assert_eq!(status.phase, Phase::Available, "{status:?}");
+    assert!(status.valid && status.active && status.synced);
+}
+
+#[tokio::test]
+async fn a_resync_of_a_converged_swarm_sends_no_write_and_adds_no_history() {
+    let rig = Rig::new().await;
+    for i in 0..5 {
+        write(
+            rig.manifests.path(),
+            &format!("m{i}.yml"),
+            &manifest(&format!("m{i}"), 1),
+        );
+    }
+    rig.rescan();
+    rig.converge().await;
+    rig.fake.reset_calls();
+    rig.rescan();
+    rig.converge().await;
+    assert_eq!(rig.fake.writes(), 0, "calls: {:?}", rig.fake.calls());
+    assert_eq!(
+        rig.fake.calls_of(Op::InspectService),
+        0,
+        "no per-model calls: {:?}",
+        rig.fake.calls()
+    );
+    assert_eq!(
+        rig.controller
+            .store()
+            .history("m0", 10)
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn an_edited_manifest_updates_the_service_and_appends_history() {
+    let rig = Rig::new().await;
+    write(rig.manifests.path(), "m.yml", &manifest("m", 2));
+    rig.rescan();
+    rig.converge().await;
+    write(
+        rig.manifests.path(),
+        "m.yml",
+        &manifest("m", 3).replace("static-http:1", "static-http:2"),
+    );
+    rig.rescan();
+    rig.converge().await;
+    assert_eq!(rig.replicas("mlmodel_m_mlmodel"), Some(3));
+    let service = rig.fake.service("mlmodel_m_mlmodel").unwrap();
+    let image = service
+        .spec
+        .task_template
+        .unwrap()
+        .container_spec
+        .unwrap()
+        .image
+        .unwrap();
+    assert_eq!(image, "mlmodel-test/static-http:2");
+    assert_eq!(
+        rig.controller
+            .store()
+            .history("m", 10)
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
+#[tokio::test]
+async fn hand_edits_are_reverted_and_hand_removals_recreated() {
+    let rig = Rig::new().await;
+    write(rig.manifests.path(), "m.yml", &manifest("m", 2));
+    rig.rescan();
+    rig.converge().await;
+    rig.fake.scale_by_hand("mlmodel_m_mlmodel", 5).unwrap();
+    rig.converge().await;
+    assert_eq!(rig.replicas("mlmodel_m_mlmodel"), Some(2));
+    rig.fake
+        .set_label_by_hand("mlmodel_m_mlmodel", "mlmodel.build-id", "forged")
+        .unwrap();
+    rig.converge().await;
+    let service = rig.fake.service("mlmodel_m_mlmodel").unwrap();
+    assert_eq!(service.label("mlmodel.build-id"), Some("b1"));
+    rig.fake.remove_by_hand("mlmodel_m_mlmodel").unwrap();
+    rig.converge().await;
+    assert!(rig.fake.service("mlmodel_m_mlmodel").is_some(), "recreated");
+}
+
+#[tokio::test]
+async fn a_removed_manifest_prunes_the_services_but_keeps_history() {
+    let rig = Rig::new().await;
+    write(rig.manifests.path(), "m.yml", &manifest("m", 1));
+    write(rig.manifests.path(), "keep.yml", &manifest("keep", 1));
+    rig.rescan();
+    rig.converge().await;
+    std::fs::remove_file(rig.manifests.path().join("m.yml")).unwrap();
+    rig.rescan();
+    rig.converge().await;
+    assert!(rig.fake.service("mlmodel_m_mlmodel").is_none());
+    assert!(rig.fake.service("mlmodel_keep_mlmodel").is_some());
+    assert_eq!(
+        rig.controller
+            .store()
+            .history("m", 10)
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(rig.status("m").phase, Phase::Removed);
+}
+
+#[tokio::test]
+async fn a_foreign_service_with_a_colliding_name_is_untouched_and_reported() {
+    let rig = Rig::new().await;
+    let foreign = bollard::models::ServiceSpec {
+        name: Some("mlmodel_m_mlmodel".into()),
+        labels: Some(HashMap::from([(
+            "owner".to_string(),
+            "someone".to_string(),
+        )])),
+        ..Default::default()
+    };
+    rig.fake.create_by_hand(&foreign).unwrap();
+    let before = rig.fake.service("mlmodel_m_mlmodel").unwrap();
+    write(rig.manifests.path(), "m.yml", &manifest("m", 2));
+    rig.rescan();
+    rig.converge().await;
+    let after = rig.fake.service("mlmodel_m_mlmodel").unwrap();
+    assert_eq!(after.version, before.version, "foreign service untouched");
+    let status = rig.status("m");
+    assert_eq!(status.phase, Phase::Failed);
+    assert!(
+        status.message.contains("already exists"),
+        "{}",
+        status.message
+    );
+}
+
+#[tokio::test]
+async fn a_broken_manifest_among_good_ones_only_fails_itself() {
+    let rig = Rig::new().await;
+    write(rig.manifests.path(), "good.yml", &manifest("good", 1));
+    write(
+        rig.manifests.path(),
+        "bad.yml",
+        &manifest("bad", 1).replace("scale: 1", "scael: 1"),
+    );
+    write(
+        rig.manifests.path(),
+        "worse.yml",
+        &manifest("worse", 1).replace("static-http:1", "Not An Image"),
+    );
+    rig.rescan();
+    rig.converge().await;
+    assert!(rig.fake.service("mlmodel_good_mlmodel").is_some());
+    assert!(rig.fake.service("mlmodel_bad_mlmodel").is_none());
+    let bad = rig.status("bad");
+    assert_eq!(bad.phase, Phase::Failed);
+    assert!(
+        bad.message.contains("scael: unknown field"),
+        "{}",
+        bad.message
+    );
+    let worse = rig.status("worse");
+    assert!(worse.message.contains("image:"), "{}", worse.message);
+}
+
+#[tokio::test]
+async fn two_files_declaring_one_name_apply_neither_until_one_goes() {
+    let rig = Rig::new().await;
+    write(
+        rig.manifests.path(),
+        "a.yml",
+        &format!("name: m\n{}", manifest("m", 1)),
+    );
+    write(
+        rig.manifests.path(),
+        "b.yml",
+        &format!("name: m\n{}", manifest("m", 3)),
+    );
+    rig.rescan();
+    rig.converge().await;
+    assert!(rig.fake.service("mlmodel_m_mlmodel").is_none());
+    let status = rig.status("m");
+    assert!(
+        status.message.contains("a.yml") && status.message.contains("b.yml"),
+        "{}",
+        status.message
+    );
+    std::fs::remove_file(rig.manifests.path().join("b.yml")).unwrap();
+    rig.rescan();
+    rig.converge().await;
+    assert_eq!(rig.replicas("mlmodel_m_mlmodel"), Some(1));
+}
+
+#[tokio::test]
+async fn a_lost_store_adopts_live_services_instead_of_deleting_them() {
+    let rig = Rig::new().await;
+    write(rig.manifests.path(), "m.yml", &manifest("m", 2));
+    rig.rescan();
+    rig.converge().await;
+    std::fs::remove_file(rig.manifests.path().join("m.yml")).unwrap();
+    // Lose the store: a fresh controller, empty store, no manifests, same swarm.
+    let fake = rig.fake.clone();
+    let before = fake.service("mlmodel_m_mlmodel").unwrap().version;
+    drop(rig);
+    let fresh = Rig::with(
+        fake.clone(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    )
+    .await;
+    fresh.fake.reset_calls();
+    fresh.converge().await;
+    let service = fresh
+        .fake
+        .service("mlmodel_m_mlmodel")
+        .expect("not deleted");
+    assert_eq!(service.version, before, "adopted without an update");
+    assert_eq!(fresh.fake.writes(), 0, "{:?}", fresh.fake.calls());
+    let history = fresh
+        .controller
+        .store()
+        .history("m", 10)
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].source, Source::Adopted);
+    assert_eq!(fresh.status("m").phase, Phase::Available);
+}
+
+#[tokio::test]
+async fn an_update_out_of_sequence_is_reread_and_retried() {
+    let rig = Rig::new().await;
+    write(rig.manifests.path(), "m.yml", &manifest("m", 1));
+    rig.rescan();
+    rig.converge().await;
+    write(rig.manifests.path(), "m.yml", &manifest("m", 2));
+    rig.rescan();
+    rig.relist().await;
+    rig.fake.fail_next(
+        Op::UpdateService,
+        SwarmError::OutOfSequence {
+            what: "mlmodel_m_mlmodel".into(),
+        },
+    );
+    assert_eq!(rig.controller.reconcile("m").await, Outcome::Done);
+    assert_eq!(rig.replicas("mlmodel_m_mlmodel"), Some(2));
+    assert_eq!(rig.fake.calls_of(Op::UpdateService), 2);
+}
+
+#[tokio::test]
+async fn docker_going_away_makes_the_reconcile_retry_and_report_it() {
+    let rig = Rig::new().await;
+    write(rig.manifests.path(), "m.yml", &manifest("m", 1));
+    rig.rescan();
+    rig.relist().await;
+    rig.fake.set_unreachable(true);
+    assert_eq!(rig.controller.reconcile("m").await, Outcome::Retry);
+    assert!(
+        rig.status("m").message.contains("unreachable"),
+        "{}",
+        rig.status("m").message
+    );
+    rig.fake.set_unreachable(false);
+    rig.converge().await;
+    assert!(rig.fake.service("mlmodel_m_mlmodel").is_some());
+}
+
+#[tokio::test]
+async fn a_model_stopped_through_the_api_is_removed_and_stays_removed() {
+    let rig = Rig::new().await;
+    let spec = crate::manifest::parse_manifest(
+        Path::new("api.yml"),
+        &format!("name: api_model\n{}", manifest("api_model", 1)),
+    )
+    .unwrap()[0]
+        .spec
+        .clone()
+        .unwrap();
+    let desired = rig
+        .controller
+        .pipeline()
+        .build(
+            spec,
+            Identity {
+                deployment_id: record::new_deployment_id(),
+                deployment_time: 1.0,
+            },
+            &Source::Api,
+        )
+        .unwrap();
+    rig.controller
+        .store()
+        .append(HistoryEntry {
+            record: desired.record,
+            source: Source::Api,
+        })
+        .await
+        .unwrap();
+    rig.converge().await;
+    assert!(rig.fake.service("mlmodel_api_model_mlmodel").is_some());
+    rig.controller
+        .store()
+        .set_stopped("api_model", true)
+        .await
+        .unwrap();
+    rig.converge().await;
+    assert!(rig.fake.service("mlmodel_api_model_mlmodel").is_none());
+    rig.converge().await;
+    assert!(rig.fake.service("mlmodel_api_model_mlmodel").is_none());
+    let _ = &rig.data;
+}
+
+#[tokio::test(start_paused = true)]
+async fn run_reacts_to_a_service_removed_by_hand_through_events() {
+    let rig = Rig::new().await;
+    write(rig.manifests.path(), "m.yml", &manifest("m", 1));
+    rig.rescan();
+    let (changes_tx, changes) = mpsc::unbounded_channel();
+    let shutdown = CancellationToken::new();
+    let config = RunConfig {
+        concurrency: 2,
+        resync: Duration::from_secs(3600),
+        progress_interval: Duration::from_secs(3600),
+    };
+    let running = tokio::spawn(
+        rig.controller
+            .clone()
+            .run(config, changes, shutdown.clone()),
+    );
+    for _ in 0..200 {
+        if rig.fake.service("mlmodel_m_mlmodel").is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        rig.fake.service("mlmodel_m_mlmodel").is_some(),
+        "created at start"
+    );
+    rig.fake.remove_by_hand("mlmodel_m_mlmodel").unwrap();
+    let mut recreated = false;
+    for _ in 0..200 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        if rig.fake.service("mlmodel_m_mlmodel").is_some() {
+            recreated = true;
+            break;
+        }
+    }
+    assert!(
+        recreated,
+        "recreated through the event stream, long before any resync"
+    );
+    changes_tx.send(BTreeSet::from(["m".to_string()])).unwrap();
+    shutdown.cancel();
+    running.await.unwrap();
+}

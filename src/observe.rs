@@ -1,0 +1,297 @@
+//! The observed side: a cache of live services, tasks, nodes and networks, and the loop
+//! that keeps it fresh from Docker's event stream and periodic relists.
+//!
+//! The loop is an explicit state machine ([`WatchState`] and [`step`]): connect to the
+//! event stream, relist everything (so nothing that happened while disconnected is
+//! missed), then follow events; when the stream drops, back off and start over.
+
+use crate::stack::labels;
+use crate::swarm::{ObservedNode, ObservedService, ObservedTask, Swarm, SwarmError, SwarmEvent};
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+/// Everything known about the live swarm, as of the last list or event.
+#[derive(Debug, Clone, Default)]
+pub struct Observed {
+    /// Services by id.
+    pub services: HashMap<String, ObservedService>,
+    /// Running-desired tasks by service id.
+    pub tasks: HashMap<String, Vec<ObservedTask>>,
+    /// Node host names by id.
+    pub nodes: HashMap<String, String>,
+    /// Network ids by name.
+    pub networks: HashMap<String, String>,
+    /// When services and tasks were last listed (unix seconds); 0 before the first list.
+    pub listed_at: f64,
+}
+
+impl Observed {
+    /// Services owned by `instance` and labelled with `model`, sorted by name.
+    pub fn owned_by<'a>(&'a self, instance: &str, model: &str) -> Vec<&'a ObservedService> {
+        let mut owned: Vec<&ObservedService> = self
+            .services
+            .values()
+            .filter(|s| {
+                s.label(labels::MANAGED_BY) == Some(instance)
+                    && s.label(labels::NAME) == Some(model)
+            })
+            .collect();
+        owned.sort_by(|a, b| a.name().cmp(b.name()));
+        owned
+    }
+
+    /// The services named in `names` that are not this instance's services of `model`.
+    pub fn foreign<'a>(
+        &'a self,
+        instance: &str,
+        model: &str,
+        names: &BTreeSet<&str>,
+    ) -> Vec<&'a ObservedService> {
+        self.services
+            .values()
+            .filter(|s| names.contains(s.name()))
+            .filter(|s| {
+                !(s.label(labels::MANAGED_BY) == Some(instance)
+                    && s.label(labels::NAME) == Some(model))
+            })
+            .collect()
+    }
+
+    /// Every model name this instance owns services of.
+    pub fn models(&self, instance: &str) -> BTreeSet<String> {
+        self.services
+            .values()
+            .filter(|s| s.label(labels::MANAGED_BY) == Some(instance))
+            .filter_map(|s| s.label(labels::NAME).map(String::from))
+            .collect()
+    }
+
+    /// The model a service belongs to, if it is this instance's.
+    pub fn model_of(&self, instance: &str, service_id: &str) -> Option<String> {
+        let service = self.services.get(service_id)?;
+        (service.label(labels::MANAGED_BY) == Some(instance))
+            .then(|| service.label(labels::NAME).map(String::from))
+            .flatten()
+    }
+
+    /// Tasks of the given services.
+    pub fn tasks_of<'a>(&'a self, services: &[&ObservedService]) -> Vec<&'a ObservedTask> {
+        services
+            .iter()
+            .filter_map(|s| self.tasks.get(&s.id))
+            .flatten()
+            .collect()
+    }
+}
+
+/// The shared observed cache: one writer at a time, cheap cloned reads.
+#[derive(Default)]
+pub struct ObservedCache {
+    inner: RwLock<Arc<Observed>>,
+}
+
+impl ObservedCache {
+    /// A snapshot of what is known now.
+    pub fn get(&self) -> Arc<Observed> {
+        self.inner.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Applies `change` to a copy and publishes it.
+    pub fn update(&self, change: impl FnOnce(&mut Observed)) {
+        let mut guard = self.inner.write().unwrap_or_else(|p| p.into_inner());
+        let mut next = (**guard).clone();
+        change(&mut next);
+        *guard = Arc::new(next);
+    }
+}
+
+/// Lists services, tasks and (when unknown) nodes: the three calls of a full relist.
+pub async fn relist(swarm: &dyn Swarm, cache: &ObservedCache) -> Result<(), SwarmError> {
+    let services = swarm.list_services().await?;
+    let tasks = swarm.list_tasks().await?;
+    let unknown_node = {
+        let known = cache.get();
+        tasks
+            .iter()
+            .filter_map(|t| t.node_id.as_ref())
+            .any(|n| !known.nodes.contains_key(n))
+    };
+    let nodes: Option<Vec<ObservedNode>> = if unknown_node {
+        Some(swarm.list_nodes().await?)
+    } else {
+        None
+    };
+    let now = crate::record::now_unix_seconds();
+    cache.update(|observed| {
+        observed.services = services.into_iter().map(|s| (s.id.clone(), s)).collect();
+        observed.tasks.clear();
+        for task in tasks {
+            observed
+                .tasks
+                .entry(task.service_id.clone())
+                .or_default()
+                .push(task);
+        }
+        if let Some(nodes) = nodes {
+            observed.nodes = nodes.into_iter().map(|n| (n.id, n.hostname)).collect();
+        }
+        observed.listed_at = now;
+    });
+    Ok(())
+}
+
+/// Refreshes one service after an event about it; returns the model it belongs to.
+pub async fn refresh_service(
+    swarm: &dyn Swarm,
+    cache: &ObservedCache,
+    instance: &str,
+    id: &str,
+) -> Result<Option<String>, SwarmError> {
+    let before = cache.get().model_of(instance, id);
+    let inspected = swarm.inspect_service(id).await?;
+    let after = inspected.as_ref().and_then(|s| {
+        (s.label(labels::MANAGED_BY) == Some(instance))
+            .then(|| s.label(labels::NAME).map(String::from))
+            .flatten()
+    });
+    cache.update(|observed| match inspected {
+        Some(mut service) => {
+            // Inspect carries no replica status: keep the last listed running count, and
+            // take the desired count from the spec until the next list says otherwise.
+            let old = observed.services.get(&service.id);
+            service.running_tasks = old.map_or(0, |o| o.running_tasks);
+            service.desired_tasks = replicas(&service)
+                .or(old.map(|o| o.desired_tasks))
+                .unwrap_or(0);
+            observed.services.insert(service.id.clone(), service);
+        }
+        None => {
+            observed.services.remove(id);
+            observed.tasks.remove(id);
+        }
+    });
+    Ok(after.or(before))
+}
+
+/// The replica count a replicated service's spec asks for.
+fn replicas(service: &ObservedService) -> Option<u64> {
+    let replicated = service.spec.mode.as_ref()?.replicated.as_ref()?;
+    Some(replicated.replicas.unwrap_or(1).max(0) as u64)
+}
+
+/// Where the event-following loop stands.
+pub enum WatchState {
+    /// About to open the event stream (after `attempt` consecutive failures).
+    Connecting {
+        /// Consecutive failures so far.
+        attempt: u32,
+    },
+    /// Stream open: relist everything before trusting events.
+    Relisting {
+        /// The open stream.
+        stream: BoxStream<'static, Result<SwarmEvent, SwarmError>>,
+        /// Consecutive failures so far.
+        attempt: u32,
+    },
+    /// Following events.
+    Watching {
+        /// The open stream.
+        stream: BoxStream<'static, Result<SwarmEvent, SwarmError>>,
+    },
+    /// Waiting before reconnecting.
+    Backoff {
+        /// Consecutive failures so far.
+        attempt: u32,
+    },
+}
+
+/// What one step of the loop produced, for the caller to act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WatchOutput {
+    /// Nothing to report.
+    Idle,
+    /// A full relist finished: reconcile every model.
+    Relisted,
+    /// A service event: refresh it and reconcile its model.
+    ServiceChanged {
+        /// Service id.
+        id: String,
+    },
+    /// Nodes changed: refresh the node names at the next relist.
+    NodesChanged,
+    /// Lost the connection; reconnecting after the given delay.
+    Disconnected {
+        /// Why.
+        error: String,
+        /// How long until the next try.
+        retry_in: Duration,
+    },
+}
+
+/// Delay before reconnecting after `attempt` consecutive failures: 0.5 s doubling to 30 s.
+pub fn reconnect_delay(attempt: u32) -> Duration {
+    Duration::from_millis(500)
+        .saturating_mul(1u32 << attempt.saturating_sub(1).min(10))
+        .min(Duration::from_secs(30))
+}
+
+/// Advances the event loop by one state.
+pub async fn step(
+    state: WatchState,
+    swarm: &dyn Swarm,
+    cache: &ObservedCache,
+) -> (WatchState, WatchOutput) {
+    match state {
+        WatchState::Connecting { attempt } => {
+            let stream = swarm.events();
+            (WatchState::Relisting { stream, attempt }, WatchOutput::Idle)
+        }
+        WatchState::Relisting { stream, attempt } => match relist(swarm, cache).await {
+            Ok(()) => (WatchState::Watching { stream }, WatchOutput::Relisted),
+            Err(error) => disconnected(attempt + 1, error.to_string()),
+        },
+        WatchState::Watching { mut stream } => match stream.next().await {
+            Some(Ok(SwarmEvent::Service { id, .. })) => (
+                WatchState::Watching { stream },
+                WatchOutput::ServiceChanged { id },
+            ),
+            Some(Ok(SwarmEvent::Node { .. })) => {
+                cache.update(|o| o.nodes.clear());
+                (WatchState::Watching { stream }, WatchOutput::NodesChanged)
+            }
+            Some(Err(error)) => disconnected(1, error.to_string()),
+            None => disconnected(1, "the event stream ended".to_string()),
+        },
+        WatchState::Backoff { attempt } => {
+            tokio::time::sleep(reconnect_delay(attempt)).await;
+            (WatchState::Connecting { attempt }, WatchOutput::Idle)
+        }
+    }
+}
+
+fn disconnected(attempt: u32, error: String) -> (WatchState, WatchOutput) {
+    (
+        WatchState::Backoff { attempt },
+        WatchOutput::Disconnected {
+            error,
+            retry_in: reconnect_delay(attempt),
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reconnect_delay_doubles_from_half_a_second_to_thirty() {
+        let delays: Vec<u128> = (1..=9).map(|a| reconnect_delay(a).as_millis()).collect();
+        assert_eq!(
+            delays,
+            [500, 1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000]
+        );
+    }
+}

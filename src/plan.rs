@@ -1,0 +1,283 @@
+//! The plan: what to do to make one model's live services match its desired stack.
+//!
+//! [`plan`] is a pure function of the desired stack and what was observed. It never sends
+//! a write for a converged model: a service is updated only when its spec-hash label says
+//! mlmodel sent a different spec, or when something mlmodel owns (replicas, image,
+//! resources, environment, labels, networks) was changed by hand.
+
+use crate::stack::{NetworkSpec, StackSpec, labels};
+use crate::swarm::ObservedService;
+use bollard::models::ServiceSpec;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// What should exist for a model.
+#[derive(Debug, Clone, Copy)]
+pub enum Intent<'a> {
+    /// Converge to this stack.
+    Apply(&'a StackSpec),
+    /// Remove every service the model has (deleted, or manifest removed).
+    Absent,
+    /// Leave whatever runs alone (declaration in conflict, or unreadable for now).
+    Hold,
+}
+
+/// What was observed for a model.
+#[derive(Debug, Clone, Copy)]
+pub struct Observation<'a> {
+    /// Live services owned by this instance and labelled with this model.
+    pub owned: &'a [&'a ObservedService],
+    /// Live services that carry a desired service's name but are not ours.
+    pub foreign: &'a [&'a ObservedService],
+    /// Known networks, name to id (live service specs name networks by id).
+    pub network_ids: &'a HashMap<String, String>,
+}
+
+/// One write to Docker.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Create a network the stack declares.
+    CreateNetwork {
+        /// The network.
+        network: NetworkSpec,
+    },
+    /// Create a missing service.
+    CreateService {
+        /// The spec to send.
+        spec: ServiceSpec,
+    },
+    /// Replace a live service's spec.
+    UpdateService {
+        /// Service id.
+        id: String,
+        /// Version index read with it.
+        version: u64,
+        /// The spec to send.
+        spec: ServiceSpec,
+        /// Why, in words for the log.
+        reason: String,
+    },
+    /// Remove a service.
+    RemoveService {
+        /// Service id.
+        id: String,
+        /// Service name, for the log.
+        name: String,
+        /// Why, in words for the log.
+        reason: String,
+    },
+}
+
+impl Action {
+    /// The service or network the action is about.
+    pub fn target(&self) -> &str {
+        match self {
+            Self::CreateNetwork { network } => &network.name,
+            Self::CreateService { spec } | Self::UpdateService { spec, .. } => {
+                spec.name.as_deref().unwrap_or_default()
+            }
+            Self::RemoveService { name, .. } => name,
+        }
+    }
+}
+
+/// The actions for one model and the services it could not touch.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Plan {
+    /// Writes, in the order to perform them (networks first).
+    pub actions: Vec<Action>,
+    /// One line per desired service whose name is taken by a service mlmodel does not own.
+    pub conflicts: Vec<String>,
+}
+
+/// Decides what to do for one model.
+pub fn plan(intent: Intent, observed: Observation) -> Plan {
+    let mut result = Plan::default();
+    let stack = match intent {
+        Intent::Hold => return result,
+        Intent::Absent => {
+            for service in observed.owned {
+                result
+                    .actions
+                    .push(remove(service, "the model is no longer declared"));
+            }
+            return result;
+        }
+        Intent::Apply(stack) => stack,
+    };
+    for network in &stack.networks {
+        if !observed.network_ids.contains_key(&network.name) {
+            result.actions.push(Action::CreateNetwork {
+                network: network.clone(),
+            });
+        }
+    }
+    let desired_names: BTreeSet<&str> = stack
+        .services
+        .iter()
+        .filter_map(|s| s.name.as_deref())
+        .collect();
+    for spec in &stack.services {
+        let name = spec.name.as_deref().unwrap_or_default();
+        if let Some(foreign) = observed.foreign.iter().find(|s| s.name() == name) {
+            let owner = foreign.label(labels::MANAGED_BY).map_or_else(
+                || "no mlmodel instance".to_string(),
+                |o| format!("mlmodel instance {o:?}"),
+            );
+            result.conflicts.push(format!(
+                "service {name} already exists and is owned by {owner}, not this one: remove or rename it, or rename the model"
+            ));
+            continue;
+        }
+        match observed.owned.iter().find(|s| s.name() == name) {
+            None => result
+                .actions
+                .push(Action::CreateService { spec: spec.clone() }),
+            Some(live) => {
+                if let Some(reason) = drift(live, spec, observed.network_ids) {
+                    result.actions.push(Action::UpdateService {
+                        id: live.id.clone(),
+                        version: live.version,
+                        spec: spec.clone(),
+                        reason,
+                    });
+                }
+            }
+        }
+    }
+    for live in observed.owned {
+        if !desired_names.contains(live.name()) {
+            result
+                .actions
+                .push(remove(live, "the model's template no longer declares it"));
+        }
+    }
+    result
+}
+
+fn remove(service: &ObservedService, reason: &str) -> Action {
+    Action::RemoveService {
+        id: service.id.clone(),
+        name: service.name().to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+/// Why a live service differs from the desired spec on what mlmodel owns; `None` if not.
+pub fn drift(
+    live: &ObservedService,
+    desired: &ServiceSpec,
+    network_ids: &HashMap<String, String>,
+) -> Option<String> {
+    let desired_hash = desired
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(labels::SPEC_HASH));
+    if live.label(labels::SPEC_HASH) != desired_hash.map(String::as_str) {
+        let deployment = desired
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(labels::DEPLOYMENT_ID))
+            .map_or("", String::as_str);
+        return Some(format!("its spec changed (deployment {deployment})"));
+    }
+    let want = Fingerprint::of(desired, Some(network_ids));
+    let have = Fingerprint::of(&live.spec, None);
+    want.differences(&have)
+        .map(|what| format!("{what} changed by hand"))
+}
+
+/// The parts of a spec that can be edited by hand and that mlmodel restores.
+#[derive(Debug, PartialEq)]
+struct Fingerprint {
+    replicas: Option<i64>,
+    image: String,
+    resources: [Option<i64>; 5],
+    env: Vec<String>,
+    service_labels: BTreeMap<String, String>,
+    container_labels: BTreeMap<String, String>,
+    networks: BTreeSet<String>,
+}
+
+impl Fingerprint {
+    /// Projects a spec; with `network_ids`, network names are translated to ids the way
+    /// Docker stores them.
+    fn of(spec: &ServiceSpec, network_ids: Option<&HashMap<String, String>>) -> Self {
+        let task = spec.task_template.as_ref();
+        let container = task.and_then(|t| t.container_spec.as_ref());
+        let resources = task.and_then(|t| t.resources.as_ref());
+        let limits = resources.and_then(|r| r.limits.as_ref());
+        let reservations = resources.and_then(|r| r.reservations.as_ref());
+        let attachments = task
+            .and_then(|t| t.networks.as_ref())
+            .or(spec.networks.as_ref());
+        let networks = attachments
+            .into_iter()
+            .flatten()
+            .filter_map(|n| n.target.clone())
+            .map(|target| match network_ids {
+                Some(ids) => ids.get(&target).cloned().unwrap_or(target),
+                None => target,
+            })
+            .collect();
+        let sorted = |map: Option<&HashMap<String, String>>| -> BTreeMap<String, String> {
+            map.map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                .unwrap_or_default()
+        };
+        let mut env = container.and_then(|c| c.env.clone()).unwrap_or_default();
+        env.sort();
+        Self {
+            replicas: spec
+                .mode
+                .as_ref()
+                .and_then(|m| m.replicated.as_ref())
+                .map(|r| r.replicas.unwrap_or(1)),
+            image: container.and_then(|c| c.image.clone()).unwrap_or_default(),
+            resources: [
+                limits.and_then(|l| l.nano_cpus),
+                limits.and_then(|l| l.memory_bytes),
+                limits.and_then(|l| l.pids).filter(|p| *p != 0),
+                reservations.and_then(|r| r.nano_cpus),
+                reservations.and_then(|r| r.memory_bytes),
+            ]
+            .map(|v| v.filter(|n| *n != 0)),
+            env,
+            service_labels: sorted(spec.labels.as_ref()),
+            container_labels: sorted(container.and_then(|c| c.labels.as_ref())),
+            networks,
+        }
+    }
+
+    /// Names the first kind of difference between the desired (`self`) and live prints.
+    fn differences(&self, live: &Self) -> Option<&'static str> {
+        if self.replicas != live.replicas {
+            return Some("replicas");
+        }
+        if !same_image(&self.image, &live.image) {
+            return Some("image");
+        }
+        if self.resources != live.resources {
+            return Some("resources");
+        }
+        if self.env != live.env {
+            return Some("environment");
+        }
+        if self.service_labels != live.service_labels {
+            return Some("service labels");
+        }
+        if self.container_labels != live.container_labels {
+            return Some("container labels");
+        }
+        if self.networks != live.networks {
+            return Some("networks");
+        }
+        None
+    }
+}
+
+/// Images match when equal, or when the live one is the desired one pinned to a digest.
+fn same_image(desired: &str, live: &str) -> bool {
+    desired == live || (!desired.contains('@') && live.split('@').next() == Some(desired))
+}
+
+#[cfg(test)]
+mod tests;

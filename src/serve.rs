@@ -1,0 +1,217 @@
+//! `mlmodel serve`: wires the sources, the reconciler and the API together and runs them
+//! until SIGINT or SIGTERM.
+
+use crate::api::{self, ApiState, HealthProbe};
+use crate::controller::{Controller, Parts, RunConfig};
+use crate::render::{Instance, Templates};
+use crate::sources::files::{ManifestWatcher, WatchConfig, WatcherHealth};
+use crate::store::Store;
+use crate::swarm::docker::DockerSwarm;
+use crate::swarm::{Swarm, SwarmError};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+/// Everything `mlmodel serve` needs, from flags and environment.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Directory of manifests to watch.
+    pub manifests: PathBuf,
+    /// Directory of the embedded store.
+    pub data_dir: PathBuf,
+    /// Directory of templates overriding the built-in ones.
+    pub templates: Option<PathBuf>,
+    /// Address the HTTP API listens on.
+    pub listen: SocketAddr,
+    /// Instance name, environment and shared network.
+    pub instance: Instance,
+    /// Full resync period.
+    pub resync: Duration,
+    /// Models reconciled at once.
+    pub concurrency: usize,
+    /// Bearer token required for API writes.
+    pub token: Option<String>,
+}
+
+/// Why `mlmodel serve` could not start; each message says what fixes it.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// Docker did not answer.
+    #[error(
+        "cannot reach Docker ({0}): start the Docker engine (on a development machine, scripts/swarm-up.sh does it) or point DOCKER_HOST at one"
+    )]
+    DockerUnreachable(String),
+    /// The engine is not a swarm manager.
+    #[error("{0}")]
+    NotManager(String),
+    /// The store could not be opened.
+    #[error("cannot open the store: {0}")]
+    Store(String),
+    /// The templates could not be loaded.
+    #[error(transparent)]
+    Templates(#[from] crate::render::RenderError),
+    /// The manifests directory could not be watched.
+    #[error("cannot watch the manifests directory: {0}")]
+    Watch(String),
+    /// The shared network could not be created.
+    #[error("cannot create the shared network {network}: {error}")]
+    Network {
+        /// The network.
+        network: String,
+        /// Docker's error.
+        error: SwarmError,
+    },
+    /// The API could not bind its address.
+    #[error("cannot listen on {addr}: {error}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// The error.
+        error: std::io::Error,
+    },
+}
+
+/// Checks that Docker answers and that this node can manage services.
+pub async fn check_swarm(swarm: &dyn Swarm) -> Result<(), ServeError> {
+    let info = swarm
+        .info()
+        .await
+        .map_err(|e| ServeError::DockerUnreachable(e.to_string()))?;
+    if info.local_node_state != "active" {
+        return Err(ServeError::NotManager(format!(
+            "this Docker engine (version {}) is not part of a swarm (state: {}): run `docker swarm init --advertise-addr 127.0.0.1` to make it a single-node swarm",
+            info.server_version,
+            if info.local_node_state.is_empty() {
+                "inactive"
+            } else {
+                &info.local_node_state
+            }
+        )));
+    }
+    if !info.is_manager {
+        return Err(ServeError::NotManager(
+            "this Docker engine is a swarm worker, and only managers can manage services: run mlmodel on a manager node, or promote this one with `docker node promote <node>` from a manager".to_string(),
+        ));
+    }
+    Ok(())
+}
+
+/// Runs the reconciler (and the API) until `shutdown` is cancelled.
+pub async fn serve(config: ServeConfig, shutdown: CancellationToken) -> Result<(), ServeError> {
+    let swarm: Arc<dyn Swarm> = Arc::new(
+        DockerSwarm::connect()
+            .await
+            .map_err(|e| ServeError::DockerUnreachable(e.to_string()))?,
+    );
+    check_swarm(swarm.as_ref()).await?;
+    let store = Store::open(&config.data_dir).map_err(|e| ServeError::Store(e.to_string()))?;
+    let templates = Arc::new(Templates::load(config.templates.as_deref())?);
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|error| ServeError::Listen {
+            addr: config.listen,
+            error,
+        })?;
+    if !config.listen.ip().is_loopback() && config.token.is_none() {
+        warn!(
+            listen = %config.listen,
+            "the API listens beyond this machine without a token: anyone who can reach it can deploy and delete models; set --token or MLMODEL_TOKEN"
+        );
+    }
+    let (files, file_changes, health) = ManifestWatcher::spawn(
+        config.manifests.clone(),
+        WatchConfig {
+            rescan: config.resync,
+            ..WatchConfig::default()
+        },
+        shutdown.clone(),
+    )
+    .map_err(|e| ServeError::Watch(e.to_string()))?;
+    let controller = Controller::new(Parts {
+        swarm,
+        store,
+        files,
+        instance: config.instance.clone(),
+        templates,
+    });
+    controller
+        .ensure_network()
+        .await
+        .map_err(|error| ServeError::Network {
+            network: config.instance.network.clone(),
+            error,
+        })?;
+    info!(
+        manifests = %config.manifests.display(),
+        data_dir = %config.data_dir.display(),
+        instance = %config.instance.name,
+        "mlmodel is reconciling"
+    );
+    let run_config = RunConfig {
+        concurrency: config.concurrency,
+        resync: config.resync,
+        ..RunConfig::default()
+    };
+    let state = ApiState::new(
+        controller.clone(),
+        config.token.clone(),
+        Arc::new(WatcherProbe(health)),
+    );
+    let api_shutdown = shutdown.clone();
+    let api = tokio::spawn(async move {
+        axum::serve(listener, api::router(state))
+            .with_graceful_shutdown(async move { api_shutdown.cancelled().await })
+            .await
+    });
+    info!(listen = %config.listen, "API listening");
+    controller.run(run_config, file_changes, shutdown).await;
+    match api.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => warn!(error = %e, "the API server stopped with an error"),
+        Err(e) => warn!(error = %e, "the API server task failed"),
+    }
+    info!("stopped");
+    Ok(())
+}
+
+/// Reports the manifests watcher's health to `/healthz`.
+struct WatcherProbe(WatcherHealth);
+
+impl HealthProbe for WatcherProbe {
+    fn watcher(&self) -> (bool, String) {
+        let report = self.0.report();
+        let detail = match (&report.last_error, report.watching) {
+            (Some(error), _) => error.clone(),
+            (None, true) => "watching".to_string(),
+            (None, false) => "not watching: rescanning periodically".to_string(),
+        };
+        (report.is_healthy(), detail)
+    }
+}
+
+/// Resolves when SIGINT or SIGTERM arrives.
+pub async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(_) => {
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}
