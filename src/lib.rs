@@ -36,6 +36,7 @@
 //! - [`api`]: the HTTP API; [`serve`]: `mlmodel serve` wiring; [`cli`]: the command line;
 //!   [`client`]: the CLI commands that talk to the API.
 
+pub mod client;
 pub mod compose;
 pub mod convert;
 pub mod manifest;
