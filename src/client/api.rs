@@ -224,10 +224,11 @@ impl ApiClient {
 
     fn transport(&self, source: reqwest::Error) -> ApiError {
         let server = self.server().to_string();
-        if source.is_timeout() {
-            ApiError::Timeout { server, source }
-        } else if source.is_connect() {
+        // A connection that timed out is a connection failure, not a slow answer.
+        if source.is_connect() {
             ApiError::Connect { server, source }
+        } else if source.is_timeout() {
+            ApiError::Timeout { server, source }
         } else {
             ApiError::Transport { server, source }
         }

@@ -112,11 +112,16 @@ async fn watch_models(
     tokio::pin!(ctrl_c);
     let mut last_error: Option<String> = None;
     loop {
-        tokio::select! {
+        let polled = async {
+            tokio::time::sleep(WATCH_PERIOD).await;
+            fetch(client, name).await
+        };
+        // Ctrl-C ends the watch at once, even in the middle of a slow request.
+        let result = tokio::select! {
             _ = &mut ctrl_c => return exit::OK,
-            _ = tokio::time::sleep(WATCH_PERIOD) => {}
-        }
-        let statuses = match fetch(client, name).await {
+            result = polled => result,
+        };
+        let statuses = match result {
             Ok(statuses) => statuses,
             Err(error) if error.is_not_found() && name.is_some() => Vec::new(),
             Err(error) => {
