@@ -2,7 +2,7 @@
 
 use crate::manifest::{self, Origin};
 use crate::record::{ModelSpec, SPEC_FIELDS};
-use crate::render::Instance;
+use crate::render::{CONTEXT_NAMES, Instance};
 use crate::validate::{self, FieldError, Rules};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -15,17 +15,6 @@ pub struct LocalSpec {
     /// The declaration, defaults filled in.
     pub spec: ModelSpec,
 }
-
-/// Names the template context defines besides the spec fields; extra attributes may not
-/// shadow them.
-const CONTEXT_NAMES: &[&str] = &[
-    "deployment_id",
-    "deployment_time",
-    "stack_name",
-    "team",
-    "environment",
-    "network",
-];
 
 /// Checks a spec's fields the way the server will.
 ///
