@@ -38,6 +38,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod client;
 pub mod compose;
 pub mod controller;
 pub mod convert;

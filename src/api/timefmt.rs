@@ -4,10 +4,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Parses Docker's RFC 3339 timestamps into unix seconds.
 pub fn parse_rfc3339(text: &str) -> Option<f64> {
-    let time = humantime::parse_rfc3339_weak(text.trim_end_matches('Z')).ok()?;
-    time.duration_since(UNIX_EPOCH)
-        .ok()
-        .map(|d| d.as_secs_f64())
+    let time: jiff::Timestamp = text.parse().ok()?;
+    Some(time.as_nanosecond() as f64 / 1e9)
 }
 
 /// Docker's human duration (go-units `HumanDuration`): "Less than a second",

@@ -1,5 +1,6 @@
 //! The `mlmodel` command line: clap definitions turned into plain calls into the library.
 
+pub mod client;
 mod offline;
 mod serve;
 
@@ -11,8 +12,10 @@ use crate::render::Instance;
 
 /// Keeps machine-learning model images served on Docker Swarm exactly as declared.
 #[derive(Debug, Parser)]
-#[command(name = "mlmodel", version, about, long_about = None)]
+#[command(name = "mlmodel", version, about, long_about = None, after_help = crate::client::EXIT_CODES_HELP)]
 pub struct Cli {
+    #[command(flatten)]
+    client: client::ClientArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -68,6 +71,8 @@ enum Command {
         #[command(flatten)]
         instance: InstanceArgs,
     },
+    #[command(flatten)]
+    Client(client::ClientCommand),
 }
 
 /// What `mlmodel render` prints.
@@ -123,8 +128,13 @@ impl InstanceArgs {
 
 /// Parses the command line and runs the command.
 pub fn main() -> ExitCode {
+    use clap::CommandFactory;
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Client(client::ClientCommand::Completion { shell }) => {
+            Ok(client::completion(shell, &mut Cli::command()))
+        }
+        Command::Client(command) => client::run(cli.client, command),
         Command::Serve(args) => serve::run(args),
         Command::Validate { paths, instance } => offline::validate(&paths, &instance),
         Command::Render {
