@@ -236,3 +236,4 @@ impl Drop for StackGuard {
         }
     }
 }
+pub mod server;
