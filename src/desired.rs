@@ -54,6 +54,16 @@ impl Pipeline<'_> {
         validate::validate_spec(spec, &rules)
     }
 
+    /// Validation errors of a partly read spec (see [`crate::manifest::read_spec`]), on
+    /// the fields that did read, so one pass reports every problem.
+    pub fn validate_draft(&self, draft: &ModelSpec, read_errors: &[FieldError]) -> Vec<FieldError> {
+        let failed: Vec<&str> = read_errors.iter().map(|e| e.field.as_str()).collect();
+        self.validate(draft)
+            .into_iter()
+            .filter(|e| !failed.contains(&e.field.as_str()))
+            .collect()
+    }
+
     /// Validates, renders, converts and stamps one model's spec.
     ///
     /// Every service carries the record (without its rendered template) in a label, so a

@@ -44,6 +44,9 @@ pub struct ManifestDoc {
     pub name: Option<String>,
     /// The declared spec, or every problem found in it.
     pub spec: Result<ModelSpec, Vec<FieldError>>,
+    /// When `spec` is an error: the spec as far as it could be read, with defaults in the
+    /// fields that failed, so the other fields can still be checked and reported.
+    pub draft: Option<Box<ModelSpec>>,
 }
 
 /// Why a manifest file could not be read at all.
@@ -151,13 +154,18 @@ pub fn parse_manifest(path: &Path, text: &str) -> Result<Vec<ManifestDoc>, Manif
         .enumerate()
         .map(|(index, value)| {
             let default_name = if several { None } else { stem };
+            let (spec, draft) = match read_spec(value, default_name) {
+                Ok(spec) => (Ok(spec), None),
+                Err((errors, draft)) => (Err(errors), draft),
+            };
             ManifestDoc {
                 origin: Origin {
                     path: path.to_path_buf(),
                     doc: several.then_some(index + 1),
                 },
                 name: declared_name(value, default_name),
-                spec: spec_from_value(value, default_name),
+                spec,
+                draft,
             }
         })
         .collect())
@@ -185,14 +193,29 @@ pub fn spec_from_value(
     value: &Yaml,
     default_name: Option<&str>,
 ) -> Result<ModelSpec, Vec<FieldError>> {
+    match read_spec(value, default_name) {
+        Ok(spec) => Ok(spec),
+        Err((errors, _)) => Err(errors),
+    }
+}
+
+/// Like [`spec_from_value`], but a failure also carries the spec as far as it could be
+/// read (defaults in the fields that failed), so the other fields can still be checked.
+pub fn read_spec(
+    value: &Yaml,
+    default_name: Option<&str>,
+) -> Result<ModelSpec, (Vec<FieldError>, Option<Box<ModelSpec>>)> {
     let Yaml::Mapping(mapping) = value else {
-        return Err(vec![FieldError::new(
-            "(document)",
-            format!(
-                "expected a mapping of deployment fields, found {}",
-                kind(value)
-            ),
-        )]);
+        return Err((
+            vec![FieldError::new(
+                "(document)",
+                format!(
+                    "expected a mapping of deployment fields, found {}",
+                    kind(value)
+                ),
+            )],
+            None,
+        ));
     };
     let mut fields = Fields {
         map: BTreeMap::new(),
@@ -244,7 +267,7 @@ pub fn spec_from_value(
     if fields.errors.is_empty() {
         Ok(spec)
     } else {
-        Err(fields.errors)
+        Err((fields.errors, Some(Box::new(spec))))
     }
 }
 

@@ -3,7 +3,7 @@
 use super::timefmt;
 use super::{ApiError, ApiState, MAX_BODY_BYTES, OPENAPI};
 use crate::desired::Identity;
-use crate::manifest::spec_from_value;
+use crate::manifest::read_spec;
 use crate::record::{self, DeploymentRecord};
 use crate::status::ModelStatus;
 use crate::store::{HistoryEntry, Source};
@@ -71,7 +71,13 @@ pub async fn deploy(
     refuse_file_owned(&state, &name)?;
     let yaml = serde_yaml::to_value(&body)
         .map_err(|e| ApiError::BadRequest(format!("request body: {e}")))?;
-    let spec = spec_from_value(&yaml, Some(&name)).map_err(|errors| invalid(&errors))?;
+    let spec = read_spec(&yaml, Some(&name)).map_err(|(mut errors, draft)| {
+        if let Some(draft) = draft {
+            let more = state.controller.pipeline().validate_draft(&draft, &errors);
+            errors.extend(more);
+        }
+        invalid(&errors)
+    })?;
     let entry = record_deployment(&state, spec).await?;
     Ok(Json(record_json(&entry.record, None)))
 }

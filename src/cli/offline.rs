@@ -5,6 +5,7 @@ use crate::desired::{Identity, Pipeline, offline_identity};
 use crate::manifest::{self, ManifestDoc};
 use crate::render::Templates;
 use crate::store::Source;
+use crate::validate::FieldError;
 use anyhow::{Context, bail};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -59,7 +60,10 @@ pub(super) fn validate(paths: &[PathBuf], args: &InstanceArgs) -> anyhow::Result
                 .entry(desired.record.spec.name)
                 .or_default()
                 .push(doc.origin.to_string()),
-            Err(field_errors) => {
+            Err(mut field_errors) => {
+                if let Some(draft) = doc.draft.as_deref() {
+                    field_errors.extend(pipeline.validate_draft(draft, &field_errors));
+                }
                 errors.extend(field_errors.iter().map(|e| format!("{}: {e}", doc.origin)));
             }
         }
@@ -155,7 +159,10 @@ pub(super) fn render(
     match format {
         RenderFormat::Compose => print!("{}", desired.record.rendered_template),
         RenderFormat::Services => {
-            let json = serde_json::to_string_pretty(&desired.stack.services)
+            // Keys sorted at every level, so the output is stable from run to run.
+            let value = serde_json::to_value(&desired.stack.services)
+                .context("cannot print service specs")?;
+            let json = serde_json::to_string_pretty(&sorted_keys(value))
                 .context("cannot print service specs")?;
             println!("{json}");
         }
@@ -163,7 +170,26 @@ pub(super) fn render(
     Ok(ExitCode::SUCCESS)
 }
 
-fn describe_errors(origin: &str, errors: &[crate::validate::FieldError]) -> anyhow::Error {
+/// `value` with every object's keys in sorted order.
+fn sorted_keys(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<(String, Value)> = map.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Object(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (k, sorted_keys(v)))
+                    .collect(),
+            )
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(sorted_keys).collect()),
+        other => other,
+    }
+}
+
+fn describe_errors(origin: &str, errors: &[FieldError]) -> anyhow::Error {
     let lines: Vec<String> = errors.iter().map(|e| format!("{origin}: {e}")).collect();
     anyhow::anyhow!("{}", lines.join("\n"))
 }
