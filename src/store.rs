@@ -807,22 +807,31 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn concurrent_appends_all_land_in_order_of_their_sequence() {
+    async fn concurrent_writers_and_readers_neither_lose_entries_nor_deadlock() {
         let (_dir, store) = open_temp();
-        let tasks: Vec<_> = (0..20)
-            .map(|i| {
-                let store = store.clone();
-                tokio::spawn(async move { store.append(entry("m", &format!("b{i}"))).await })
-            })
-            .collect();
-        for task in tasks {
-            task.await.unwrap().unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..40 {
+            let store = store.clone();
+            let name = format!("m{}", i % 4);
+            tasks.push(tokio::spawn(async move {
+                store.append(entry(&name, &format!("b{i}"))).await.unwrap();
+                if i % 8 == 0 {
+                    store.set_stopped(&name, true).await.unwrap();
+                }
+                assert!(!store.history(&name, 100).is_empty());
+                store.flush().await.unwrap();
+            }));
         }
-        let mut ids = build_ids(&store, "m", 100);
-        assert_eq!(ids.len(), 20);
-        ids.sort();
-        ids.dedup();
-        assert_eq!(ids.len(), 20);
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let mut builds: Vec<String> = (0..4)
+            .flat_map(|m| build_ids(&store, &format!("m{m}"), 100))
+            .collect();
+        assert_eq!(builds.len(), 40);
+        builds.sort();
+        builds.dedup();
+        assert_eq!(builds.len(), 40);
     }
 
     #[test]

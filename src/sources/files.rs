@@ -10,7 +10,10 @@
 
 mod watcher;
 
-pub use watcher::{HealthReport, ManifestWatcher, WatchConfig, WatchError, WatcherHealth};
+pub use watcher::{
+    ChangesReceiver, DeclarationsReceiver, HealthReport, ManifestWatcher, WatchConfig, WatchError,
+    WatcherHealth,
+};
 
 use crate::manifest::{self, ManifestError, Origin};
 use crate::record::ModelSpec;
@@ -43,6 +46,8 @@ pub struct FileDeclaration {
 }
 
 /// What the files declare about one model name.
+// Almost every declaration is a `Spec`: boxing it would save nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Declaration {
     /// Exactly one document declares the model, and it parsed.

@@ -185,6 +185,12 @@ struct DirWatch {
 
 type NotifyEvents = mpsc::UnboundedSender<notify::Result<Event>>;
 
+/// The receiving end of the manifests directory's declarations.
+pub type DeclarationsReceiver = watch::Receiver<Arc<FileDeclarations>>;
+
+/// The receiving end of the names each change touched.
+pub type ChangesReceiver = mpsc::UnboundedReceiver<BTreeSet<String>>;
+
 /// Watches the manifests directory and publishes what it declares.
 pub struct ManifestWatcher {
     dir: PathBuf,
@@ -212,21 +218,14 @@ impl ManifestWatcher {
         dir: PathBuf,
         config: WatchConfig,
         shutdown: CancellationToken,
-    ) -> Result<
-        (
-            watch::Receiver<Arc<FileDeclarations>>,
-            mpsc::UnboundedReceiver<BTreeSet<String>>,
-            WatcherHealth,
-        ),
-        WatchError,
-    > {
+    ) -> Result<(DeclarationsReceiver, ChangesReceiver, WatcherHealth), WatchError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| WatchError::NoRuntime)?;
         let dir = std::path::absolute(&dir).map_err(|source| WatchError::Resolve {
             dir: dir.display().to_string(),
             source,
         })?;
         let (events_tx, events) = mpsc::unbounded_channel();
-        let (declarations, declarations_rx) = watch::channel(Arc::default());
+        let (declarations, mut declarations_rx) = watch::channel(Arc::default());
         let (changes, changes_rx) = mpsc::unbounded_channel();
         let health = WatcherHealth::default();
         health.update(|report| report.alive = true);
@@ -249,6 +248,8 @@ impl ManifestWatcher {
         watcher.log_new_problems(&first);
         watcher.current = Arc::new(first);
         watcher.declarations.send_replace(watcher.current.clone());
+        // The first scan is the starting point, not a change.
+        declarations_rx.mark_unchanged();
         watcher.scanned();
         runtime.spawn(watcher.run());
         Ok((declarations_rx, changes_rx, health))
@@ -572,7 +573,7 @@ mod tests {
         let full = manifest("b2");
         fs::write(
             &path,
-            &full[..full.find("image").unwrap() + 10].replace(": ", ": ["),
+            full[..full.find("image").unwrap() + 10].replace(": ", ": ["),
         )
         .unwrap();
         let stale = running
