@@ -22,7 +22,14 @@ fn repo() -> PathBuf {
 fn render(manifest: &str, model: &str, format: &str) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_mlmodel"))
         .current_dir(repo())
-        .args(["render", &format!("manifests/{manifest}"), "--name", model, "--format", format])
+        .args([
+            "render",
+            &format!("manifests/{manifest}"),
+            "--name",
+            model,
+            "--format",
+            format,
+        ])
         .env_remove("MLMODEL_INSTANCE")
         .env_remove("MLMODEL_ENVIRONMENT")
         .env_remove("MLMODEL_NETWORK")
@@ -42,8 +49,12 @@ fn check(golden: &Path, actual: &str) {
         std::fs::write(golden, actual).expect("write golden file");
         return;
     }
-    let expected = std::fs::read_to_string(golden)
-        .unwrap_or_else(|e| panic!("{}: {e}; run with UPDATE_GOLDEN=1 to create it", golden.display()));
+    let expected = std::fs::read_to_string(golden).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; run with UPDATE_GOLDEN=1 to create it",
+            golden.display()
+        )
+    });
     assert!(
         expected == actual,
         "{} differs from what mlmodel renders now (UPDATE_GOLDEN=1 regenerates it):\n--- expected\n{expected}\n--- actual\n{actual}",
@@ -54,7 +65,9 @@ fn check(golden: &Path, actual: &str) {
 #[test]
 fn every_example_renders_to_its_golden_compose_file() {
     for (manifest, model) in MODELS {
-        let golden = repo().join("tests/golden").join(format!("{model}.compose.yml"));
+        let golden = repo()
+            .join("tests/golden")
+            .join(format!("{model}.compose.yml"));
         check(&golden, &render(manifest, model, "compose"));
     }
 }
@@ -62,7 +75,9 @@ fn every_example_renders_to_its_golden_compose_file() {
 #[test]
 fn every_example_converts_to_its_golden_service_specs() {
     for (manifest, model) in MODELS {
-        let golden = repo().join("tests/golden").join(format!("{model}.services.json"));
+        let golden = repo()
+            .join("tests/golden")
+            .join(format!("{model}.services.json"));
         check(&golden, &render(manifest, model, "services"));
     }
 }
@@ -81,6 +96,10 @@ fn the_examples_validate() {
         .args(["validate", "manifests/"])
         .output()
         .expect("mlmodel runs");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stdout));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
     assert!(String::from_utf8_lossy(&output.stderr).contains("4 model(s) valid"));
 }
