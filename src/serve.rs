@@ -137,6 +137,13 @@ pub async fn serve(config: ServeConfig, shutdown: CancellationToken) -> Result<(
         instance: config.instance.clone(),
         templates,
     });
+    controller.set_manifests_dir(config.manifests.clone());
+    if !config.manifests.is_dir() {
+        warn!(
+            manifests = %config.manifests.display(),
+            "the manifests directory does not exist: models recorded from manifests are held as they run until it appears"
+        );
+    }
     controller
         .ensure_network()
         .await

@@ -39,7 +39,11 @@ async fn a_dropped_manifest_runs_with_its_scale_labels_and_resources() {
     assert_eq!(spec["UpdateConfig"]["FailureAction"], "rollback");
     assert_eq!(replicas(&service), Some(2));
     let stack = common::stack_services(&format!("{}_m", server.instance));
-    assert_eq!(stack, vec![service.clone()], "visible to docker stack services");
+    assert_eq!(
+        stack,
+        vec![service.clone()],
+        "visible to docker stack services"
+    );
     server.wait_for("phase Available", CONVERGE, || {
         server
             .status("m")

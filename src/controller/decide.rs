@@ -40,6 +40,12 @@ pub enum FileView {
         /// All of them.
         origins: Vec<String>,
     },
+    /// No manifest declares it, but the manifests directory itself is missing, so that
+    /// says nothing about whether its manifest was removed.
+    DirectoryMissing {
+        /// The directory.
+        dir: String,
+    },
 }
 
 /// What to do about a model's desired state.
@@ -119,6 +125,17 @@ pub fn decide(
                 origins.join(" and ")
             ),
             valid: false,
+        },
+        FileView::DirectoryMissing { dir } => match latest {
+            Some(entry) if matches!(entry.source, Source::File { .. }) && !stopped => {
+                Decision::Hold {
+                    problem: format!(
+                        "the manifests directory {dir} is missing: the model keeps running as last declared until it is back"
+                    ),
+                    valid: true,
+                }
+            }
+            _ => decide(&FileView::Undeclared, latest, stopped, live),
         },
         FileView::Undeclared => match latest {
             None if stopped && live.is_empty() => Decision::Forget,
@@ -370,6 +387,25 @@ mod tests {
         assert_eq!(
             decide(&FileView::Undeclared, None, true, &[]),
             Decision::Forget
+        );
+    }
+
+    #[test]
+    fn a_missing_manifests_directory_holds_file_models_instead_of_pruning_them() {
+        let missing = FileView::DirectoryMissing {
+            dir: "manifests".into(),
+        };
+        let from_file = entry(2, file_source());
+        assert!(matches!(
+            decide(&missing, Some(&from_file), false, &[]),
+            Decision::Hold { valid: true, .. }
+        ));
+        let from_api = entry(2, Source::Api);
+        assert_eq!(
+            decide(&missing, Some(&from_api), false, &[]),
+            Decision::Apply {
+                entry: Box::new(from_api.clone())
+            }
         );
     }
 

@@ -105,6 +105,7 @@ pub struct Controller {
     built: Mutex<HashMap<String, Built>>,
     calls: Arc<CountingSwarm>,
     docker: Mutex<(bool, String)>,
+    manifests_dir: std::sync::OnceLock<std::path::PathBuf>,
 }
 
 impl Controller {
@@ -115,6 +116,7 @@ impl Controller {
             swarm: calls.clone(),
             calls,
             docker: Mutex::new((false, "not connected yet".to_string())),
+            manifests_dir: std::sync::OnceLock::new(),
             store: parts.store,
             files: parts.files,
             instance: parts.instance,
@@ -125,6 +127,13 @@ impl Controller {
             metrics: Arc::new(Metrics::default()),
             built: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Tells the controller which directory the manifests come from, so that while it is
+    /// missing (an unmounted volume, a checkout in progress) models declared by its files
+    /// are held as they run instead of pruned.
+    pub fn set_manifests_dir(&self, dir: std::path::PathBuf) {
+        let _ = self.manifests_dir.set(dir);
     }
 
     /// The instance this controller manages for.
@@ -202,7 +211,14 @@ impl Controller {
     }
 
     async fn reconcile_inner(&self, name: &str) -> Outcome {
-        let file = file_view(&self.files(), name);
+        let mut file = file_view(&self.files(), name);
+        if let (FileView::Undeclared, Some(dir)) = (&file, self.manifests_dir.get()) {
+            if !dir.is_dir() {
+                file = FileView::DirectoryMissing {
+                    dir: dir.display().to_string(),
+                };
+            }
+        }
         let (latest, stopped) = match (self.store.latest(name), self.store.is_stopped(name)) {
             (Ok(latest), Ok(stopped)) => (latest, stopped),
             (Err(e), _) | (_, Err(e)) => {
@@ -359,7 +375,7 @@ impl Controller {
     /// to change).
     pub fn file_owner(&self, name: &str) -> Option<String> {
         match file_view(&self.files(), name) {
-            FileView::Undeclared => None,
+            FileView::Undeclared | FileView::DirectoryMissing { .. } => None,
             FileView::Declared { origin, .. } | FileView::Invalid { origin, .. } => Some(origin),
             FileView::Conflict { origins } => Some(origins.join(" and ")),
         }
