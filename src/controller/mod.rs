@@ -212,12 +212,12 @@ impl Controller {
 
     async fn reconcile_inner(&self, name: &str) -> Outcome {
         let mut file = file_view(&self.files(), name);
-        if let (FileView::Undeclared, Some(dir)) = (&file, self.manifests_dir.get()) {
-            if !dir.is_dir() {
-                file = FileView::DirectoryMissing {
-                    dir: dir.display().to_string(),
-                };
-            }
+        if let (FileView::Undeclared, Some(dir)) = (&file, self.manifests_dir.get())
+            && !dir.is_dir()
+        {
+            file = FileView::DirectoryMissing {
+                dir: dir.display().to_string(),
+            };
         }
         let (latest, stopped) = match (self.store.latest(name), self.store.is_stopped(name)) {
             (Ok(latest), Ok(stopped)) => (latest, stopped),

@@ -502,18 +502,25 @@ async fn run_reacts_to_a_service_removed_by_hand_through_events() {
 #[tokio::test]
 async fn a_vanished_manifests_directory_holds_its_models_instead_of_pruning_them() {
     let rig = Rig::new().await;
-    rig.controller.set_manifests_dir(rig.manifests.path().to_path_buf());
+    rig.controller
+        .set_manifests_dir(rig.manifests.path().to_path_buf());
     write(rig.manifests.path(), "m.yml", &manifest("m", 1));
     rig.rescan();
     rig.converge().await;
     std::fs::remove_dir_all(rig.manifests.path()).unwrap();
     rig.rescan();
     rig.converge().await;
-    assert!(rig.fake.service("mlmodel_m_mlmodel").is_some(), "not pruned");
+    assert!(
+        rig.fake.service("mlmodel_m_mlmodel").is_some(),
+        "not pruned"
+    );
     let status = rig.status("m");
     assert!(status.message.contains("is missing"), "{}", status.message);
     std::fs::create_dir(rig.manifests.path()).unwrap();
     rig.rescan();
     rig.converge().await;
-    assert!(rig.fake.service("mlmodel_m_mlmodel").is_none(), "an empty directory that exists does prune");
+    assert!(
+        rig.fake.service("mlmodel_m_mlmodel").is_none(),
+        "an empty directory that exists does prune"
+    );
 }
