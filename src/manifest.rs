@@ -239,7 +239,7 @@ pub fn read_spec(
         } else {
             fields
                 .errors
-                .push(FieldError::new(key, unknown_field_message(key)));
+                .push(FieldError::new(shown_key(key), unknown_field_message(key)));
         }
     }
     let name = match (fields.map.contains_key("name"), default_name) {
@@ -408,6 +408,19 @@ pub fn yaml_to_json(value: &Yaml, path: &str) -> Result<Json, FieldError> {
             ));
         }
     })
+}
+
+/// A field name as errors show it: quoted when it is empty or not a plain word.
+fn shown_key(key: &str) -> String {
+    let plain = !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.');
+    if plain {
+        key.to_string()
+    } else {
+        format!("{key:?}")
+    }
 }
 
 fn unknown_field_message(key: &str) -> String {
