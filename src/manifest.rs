@@ -112,6 +112,60 @@ pub fn find_manifest_files(path: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// Every manifest document under `paths` (files, or directories searched recursively),
+/// and one line per path or file that could not be read at all.
+pub fn load_paths(paths: &[PathBuf]) -> (Vec<ManifestDoc>, Vec<String>) {
+    let mut docs = Vec::new();
+    let mut errors = Vec::new();
+    for path in paths {
+        let files = match find_manifest_files(path) {
+            Ok(files) => files,
+            Err(e) => {
+                errors.push(format!("{}: cannot read: {e}", path.display()));
+                continue;
+            }
+        };
+        if files.is_empty() {
+            errors.push(format!(
+                "{}: no manifest files (*.yml, *.yaml) found",
+                path.display()
+            ));
+        }
+        for file in files {
+            match read_manifest(&file) {
+                Ok(file_docs) => docs.extend(file_docs),
+                Err(e) => errors.push(e.to_string()),
+            }
+        }
+    }
+    (docs, errors)
+}
+
+/// One error per declaration of a model name that more than one document declares.
+pub fn duplicate_names<'a>(
+    declared: impl IntoIterator<Item = (&'a str, &'a Origin)>,
+) -> Vec<String> {
+    let mut by_name: BTreeMap<&str, Vec<&Origin>> = BTreeMap::new();
+    for (name, origin) in declared {
+        by_name.entry(name).or_default().push(origin);
+    }
+    let mut errors = Vec::new();
+    for (name, origins) in by_name.iter().filter(|(_, o)| o.len() > 1) {
+        for origin in origins {
+            let others: Vec<String> = origins
+                .iter()
+                .filter(|o| *o != origin)
+                .map(|o| o.to_string())
+                .collect();
+            errors.push(format!(
+                "{origin}: name: {name:?} is also declared by {}: each model must be declared once",
+                others.join(", ")
+            ));
+        }
+    }
+    errors
+}
+
 /// Reads and parses one manifest file.
 pub fn read_manifest(path: &Path) -> Result<Vec<ManifestDoc>, ManifestError> {
     let shown = path.display().to_string();

@@ -10,26 +10,12 @@ use proptest::prelude::*;
 use serde_yaml::Value as Yaml;
 use std::path::Path;
 
-const FIELDS: &[&str] = &[
-    "name",
-    "domain",
-    "image",
-    "port",
-    "build_id",
-    "run_id",
-    "scale",
-    "cpu_limit",
-    "cpu_reservation",
-    "mem_limit",
-    "mem_reservation",
-    "deploy_delay",
-    "deploy_monitor_period",
-    "template_file",
-    "extra_template_attributes",
-    "deployment_id",
-    "scael",
-    "",
-];
+/// Field names a document may use, plus a server-assigned one, a typo and an empty one.
+fn field_names() -> Vec<&'static str> {
+    let mut names = mlmodel::record::SPEC_FIELDS.to_vec();
+    names.extend(["deployment_id", "scael", ""]);
+    names
+}
 
 fn scalar() -> impl Strategy<Value = Yaml> {
     prop_oneof![
@@ -67,7 +53,7 @@ fn value() -> impl Strategy<Value = Yaml> {
 
 /// Documents shaped like manifests: known field names (and near misses) with any values.
 fn document() -> impl Strategy<Value = Yaml> {
-    prop::collection::vec((prop::sample::select(FIELDS), value()), 0..12).prop_map(|pairs| {
+    prop::collection::vec((prop::sample::select(field_names()), value()), 0..12).prop_map(|pairs| {
         Yaml::Mapping(
             pairs
                 .into_iter()

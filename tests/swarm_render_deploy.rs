@@ -55,7 +55,7 @@ async fn rendered_examples_deploy_with_docker_stack_deploy() {
             String::from_utf8_lossy(&output.stderr)
         );
         let service = format!("{}_mlmodel", stack.name());
-        assert_eq!(stack_services(stack.name()), [service.clone()]);
+        assert_eq!(stack_services(stack.name()), vec![service.clone()]);
         let inspected = docker_cli(&[
             "service",
             "inspect",

@@ -7,37 +7,8 @@ use crate::render::Templates;
 use crate::store::Source;
 use crate::validate::FieldError;
 use anyhow::{Context, bail};
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-
-/// Every manifest document under `paths`, plus one line per file that could not be read.
-fn load_all(paths: &[PathBuf]) -> (Vec<ManifestDoc>, Vec<String>) {
-    let mut docs = Vec::new();
-    let mut errors = Vec::new();
-    for path in paths {
-        let files = match manifest::find_manifest_files(path) {
-            Ok(files) => files,
-            Err(e) => {
-                errors.push(format!("{}: cannot read: {e}", path.display()));
-                continue;
-            }
-        };
-        if files.is_empty() && path.is_dir() {
-            errors.push(format!(
-                "{}: no manifest files (*.yml, *.yaml) found",
-                path.display()
-            ));
-        }
-        for file in files {
-            match manifest::read_manifest(&file) {
-                Ok(file_docs) => docs.extend(file_docs),
-                Err(e) => errors.push(e.to_string()),
-            }
-        }
-    }
-    (docs, errors)
-}
 
 pub(super) fn validate(paths: &[PathBuf], args: &InstanceArgs) -> anyhow::Result<ExitCode> {
     let templates = Templates::load(args.templates.as_deref())?;
@@ -46,8 +17,8 @@ pub(super) fn validate(paths: &[PathBuf], args: &InstanceArgs) -> anyhow::Result
         instance: &instance,
         templates: &templates,
     };
-    let (docs, mut errors) = load_all(paths);
-    let mut origins_by_name: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let (docs, mut errors) = manifest::load_paths(paths);
+    let mut valid: Vec<(String, &manifest::Origin)> = Vec::new();
     for doc in &docs {
         let result = doc.spec.clone().and_then(|spec| {
             let source = Source::File {
@@ -56,10 +27,7 @@ pub(super) fn validate(paths: &[PathBuf], args: &InstanceArgs) -> anyhow::Result
             pipeline.build(spec.clone(), offline_identity(&spec), &source)
         });
         match result {
-            Ok(desired) => origins_by_name
-                .entry(desired.record.spec.name)
-                .or_default()
-                .push(doc.origin.to_string()),
+            Ok(desired) => valid.push((desired.record.spec.name, &doc.origin)),
             Err(mut field_errors) => {
                 if let Some(draft) = doc.draft.as_deref() {
                     field_errors.extend(pipeline.validate_draft(draft, &field_errors));
@@ -68,26 +36,14 @@ pub(super) fn validate(paths: &[PathBuf], args: &InstanceArgs) -> anyhow::Result
             }
         }
     }
-    for (name, origins) in &origins_by_name {
-        if origins.len() > 1 {
-            for origin in origins {
-                let others: Vec<&str> = origins
-                    .iter()
-                    .filter(|o| *o != origin)
-                    .map(String::as_str)
-                    .collect();
-                errors.push(format!(
-                    "{origin}: name: {name:?} is also declared by {}: each model must be declared once",
-                    others.join(", ")
-                ));
-            }
-        }
-    }
+    errors.extend(manifest::duplicate_names(
+        valid.iter().map(|(name, origin)| (name.as_str(), *origin)),
+    ));
     for line in &errors {
         println!("{line}");
     }
     if errors.is_empty() {
-        eprintln!("{} model(s) valid", origins_by_name.len());
+        eprintln!("{} model(s) valid", valid.len());
         Ok(ExitCode::SUCCESS)
     } else {
         eprintln!("{} error(s)", errors.len());
@@ -108,7 +64,7 @@ pub(super) fn render(
         instance: &instance,
         templates: &templates,
     };
-    let (docs, errors) = load_all(&[path.to_path_buf()]);
+    let (docs, errors) = manifest::load_paths(&[path.to_path_buf()]);
     if let Some(first) = errors.first() {
         bail!("{first}");
     }

@@ -4,7 +4,6 @@ use crate::manifest::{self, Origin};
 use crate::record::{ModelSpec, SPEC_FIELDS};
 use crate::render::{CONTEXT_NAMES, Instance};
 use crate::validate::{self, FieldError, Rules};
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 /// One model declared in a manifest file.
@@ -38,77 +37,31 @@ pub fn check_locally(spec: &ModelSpec) -> Vec<FieldError> {
 /// Returns the models in file order, or every problem found, one line each:
 /// `FILE[#DOC]: FIELD: message`.
 pub fn load(paths: &[PathBuf]) -> Result<Vec<LocalSpec>, Vec<String>> {
+    let (docs, mut errors) = manifest::load_paths(paths);
     let mut specs = Vec::new();
-    let mut errors = Vec::new();
-    for path in paths {
-        let files = match manifest::find_manifest_files(path) {
-            Ok(files) => files,
-            Err(e) => {
-                errors.push(format!("{}: cannot read: {e}", path.display()));
-                continue;
-            }
+    for doc in docs {
+        let field_errors = match &doc.spec {
+            Ok(spec) => check_locally(spec),
+            Err(field_errors) => field_errors.clone(),
         };
-        if files.is_empty() {
-            errors.push(format!(
-                "{}: no manifest files (*.yml, *.yaml) found",
-                path.display()
-            ));
-        }
-        for file in files {
-            let docs = match manifest::read_manifest(&file) {
-                Ok(docs) => docs,
-                Err(e) => {
-                    errors.push(e.to_string());
-                    continue;
-                }
-            };
-            for doc in docs {
-                let field_errors = match &doc.spec {
-                    Ok(spec) => check_locally(spec),
-                    Err(field_errors) => field_errors.clone(),
-                };
-                errors.extend(field_errors.iter().map(|e| format!("{}: {e}", doc.origin)));
-                if let (Ok(spec), true) = (doc.spec, field_errors.is_empty()) {
-                    specs.push(LocalSpec {
-                        origin: doc.origin,
-                        spec,
-                    });
-                }
-            }
+        errors.extend(field_errors.iter().map(|e| format!("{}: {e}", doc.origin)));
+        if let (Ok(spec), true) = (doc.spec, field_errors.is_empty()) {
+            specs.push(LocalSpec {
+                origin: doc.origin,
+                spec,
+            });
         }
     }
-    errors.extend(duplicate_names(&specs));
+    errors.extend(manifest::duplicate_names(
+        specs
+            .iter()
+            .map(|local| (local.spec.name.as_str(), &local.origin)),
+    ));
     if errors.is_empty() {
         Ok(specs)
     } else {
         Err(errors)
     }
-}
-
-/// One error per declaration of a name that is declared more than once.
-fn duplicate_names(specs: &[LocalSpec]) -> Vec<String> {
-    let mut by_name: BTreeMap<&str, Vec<&Origin>> = BTreeMap::new();
-    for local in specs {
-        by_name
-            .entry(&local.spec.name)
-            .or_default()
-            .push(&local.origin);
-    }
-    let mut errors = Vec::new();
-    for (name, origins) in by_name.iter().filter(|(_, o)| o.len() > 1) {
-        for origin in origins {
-            let others: Vec<String> = origins
-                .iter()
-                .filter(|o| *o != origin)
-                .map(|o| o.to_string())
-                .collect();
-            errors.push(format!(
-                "{origin}: name: {name:?} is also declared by {}: each model must be declared once",
-                others.join(", ")
-            ));
-        }
-    }
-    errors
 }
 
 #[cfg(test)]

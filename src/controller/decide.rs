@@ -175,27 +175,13 @@ fn adopt(live: &[&ObservedService]) -> Decision {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::defaults;
     use bollard::models::ServiceSpec;
-    use std::collections::{BTreeMap, HashMap};
+    use std::collections::HashMap;
 
     fn spec(scale: u64) -> ModelSpec {
         ModelSpec {
-            name: "m".into(),
-            domain: "m.example".into(),
-            image: "img:1".into(),
-            port: 80,
-            build_id: "b".into(),
-            run_id: "r".into(),
             scale,
-            cpu_limit: defaults::CPU_LIMIT.into(),
-            cpu_reservation: defaults::CPU_RESERVATION.into(),
-            mem_limit: defaults::MEM_LIMIT.into(),
-            mem_reservation: defaults::MEM_RESERVATION.into(),
-            deploy_delay: defaults::DEPLOY_DELAY.into(),
-            deploy_monitor_period: defaults::DEPLOY_MONITOR_PERIOD.into(),
-            template_file: defaults::TEMPLATE_FILE.into(),
-            extra_template_attributes: BTreeMap::new(),
+            ..crate::validate::tests::good_spec()
         }
     }
 
