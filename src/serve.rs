@@ -222,3 +222,54 @@ pub async fn shutdown_signal() {
         let _ = interrupt.await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::swarm::SwarmInfo;
+    use crate::swarm::fake::FakeSwarm;
+
+    fn info(state: &str, manager: bool) -> SwarmInfo {
+        SwarmInfo {
+            server_version: "20.10.24".into(),
+            local_node_state: state.into(),
+            is_manager: manager,
+            node_id: "n1".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_swarm_manager_passes_the_start_check() {
+        let fake = FakeSwarm::new();
+        fake.set_info(info("active", true));
+        assert!(check_swarm(&fake).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn an_engine_outside_a_swarm_is_told_how_to_init_one() {
+        let fake = FakeSwarm::new();
+        fake.set_info(info("inactive", false));
+        let message = check_swarm(&fake).await.unwrap_err().to_string();
+        assert!(
+            message.contains("docker swarm init --advertise-addr"),
+            "{message}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_worker_node_is_told_to_use_a_manager() {
+        let fake = FakeSwarm::new();
+        fake.set_info(info("active", false));
+        let message = check_swarm(&fake).await.unwrap_err().to_string();
+        assert!(message.contains("docker node promote"), "{message}");
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_docker_is_reported_with_the_fix() {
+        let fake = FakeSwarm::new();
+        fake.set_unreachable(true);
+        let message = check_swarm(&fake).await.unwrap_err().to_string();
+        assert!(message.starts_with("cannot reach Docker"), "{message}");
+        assert!(message.contains("DOCKER_HOST"), "{message}");
+    }
+}
