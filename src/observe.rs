@@ -29,6 +29,11 @@ pub struct Observed {
 }
 
 impl Observed {
+    /// Whether the swarm was listed at least once (before that, nothing is known).
+    pub fn is_listed(&self) -> bool {
+        self.listed_at > 0.0
+    }
+
     /// Services owned by `instance` and labelled with `model`, sorted by name.
     pub fn owned_by<'a>(&'a self, instance: &str, model: &str) -> Vec<&'a ObservedService> {
         let mut owned: Vec<&ObservedService> = self

@@ -39,6 +39,8 @@ async fn api_with_token(token: Option<&str>) -> Api {
         templates: Arc::new(Templates::builtin().unwrap()),
     });
     controller.ensure_network().await.unwrap();
+    // As `mlmodel serve` does before reconciling anything.
+    controller.relist().await.unwrap();
     let state = ApiState::new(
         controller.clone(),
         token.map(String::from),

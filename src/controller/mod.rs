@@ -211,6 +211,12 @@ impl Controller {
     }
 
     async fn reconcile_inner(&self, name: &str) -> Outcome {
+        if !self.observed.get().is_listed() {
+            // An empty cache is not an empty swarm: planning now would create services
+            // that already run (Docker refuses with 409) and miss ones to remove or adopt.
+            // The first list queues every model (see `follow_events`).
+            return Outcome::Done;
+        }
         let mut file = file_view(&self.files(), name);
         if let (FileView::Undeclared, Some(dir)) = (&file, self.manifests_dir.get())
             && !dir.is_dir()

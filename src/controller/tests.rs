@@ -335,6 +335,36 @@ async fn two_files_declaring_one_name_apply_neither_until_one_goes() {
 }
 
 #[tokio::test]
+async fn a_restarted_controller_waits_for_its_first_list_before_writing() {
+    let rig = Rig::new().await;
+    write(rig.manifests.path(), "m.yml", &manifest("m", 1));
+    rig.rescan();
+    rig.converge().await;
+    // Restart: a new controller on the same store, manifests and swarm, nothing listed yet.
+    let Rig {
+        controller,
+        fake,
+        manifests,
+        data,
+        ..
+    } = rig;
+    drop(controller);
+    let restarted = Rig::with(fake, manifests, data).await;
+    restarted.rescan();
+    restarted.fake.reset_calls();
+    assert_eq!(restarted.controller.reconcile("m").await, Outcome::Done);
+    assert_eq!(
+        restarted.fake.writes(),
+        0,
+        "an empty cache is not an empty swarm: {:?}",
+        restarted.fake.calls()
+    );
+    restarted.converge().await;
+    assert_eq!(restarted.fake.writes(), 0, "{:?}", restarted.fake.calls());
+    assert_eq!(restarted.status("m").phase, Phase::Available);
+}
+
+#[tokio::test]
 async fn a_lost_store_adopts_live_services_instead_of_deleting_them() {
     let rig = Rig::new().await;
     write(rig.manifests.path(), "m.yml", &manifest("m", 2));
