@@ -39,7 +39,8 @@ impl Server {
         let manifests = tempfile::tempdir().expect("temp dir");
         let data = tempfile::tempdir().expect("temp dir");
         let port = free_port();
-        let log = std::env::temp_dir().join(format!("{instance}.log"));
+        // Per port, not just per instance: a test may run two servers of one instance.
+        let log = std::env::temp_dir().join(format!("{instance}-{port}.log"));
         let mut server = Server {
             instance: instance.to_string(),
             manifests,
@@ -181,6 +182,19 @@ impl Server {
         );
     }
 
+    /// A model's phase ("Available", "Failed", ...), if the server knows the model.
+    pub fn phase(&self, model: &str) -> Option<String> {
+        self.status(model)?["phase"].as_str().map(String::from)
+    }
+
+    /// How many deployment records `GET /{model}?n=100` returns (0 if none).
+    pub fn history_len(&self, model: &str) -> usize {
+        match self.get(&format!("/{model}?n=100")) {
+            (200, Value::Array(records)) => records.len(),
+            _ => 0,
+        }
+    }
+
     /// The directory holding the manifests.
     pub fn manifests_dir(&self) -> &Path {
         self.manifests.path()
@@ -258,6 +272,16 @@ pub fn inspect_service(name: &str) -> Option<Value> {
     }
     let list: Value = serde_json::from_slice(&output.stdout).ok()?;
     list.get(0).cloned()
+}
+
+/// A service's id, per `docker service inspect`.
+pub fn service_id(name: &str) -> Option<String> {
+    inspect_service(name)?["ID"].as_str().map(String::from)
+}
+
+/// A service's `Version.Index`: Swarm raises it on every update of the service.
+pub fn version_index(name: &str) -> Option<u64> {
+    inspect_service(name)?["Version"]["Index"].as_u64()
 }
 
 /// Replicas a replicated service is set to, per `docker service inspect`.
