@@ -124,7 +124,9 @@ pub async fn serve(config: ServeConfig, shutdown: CancellationToken) -> Result<(
     let (files, file_changes, health) = ManifestWatcher::spawn(
         config.manifests.clone(),
         WatchConfig {
-            rescan: config.resync,
+            // The rescan backs up lost filesystem events: never rarer than the default,
+            // whatever the swarm resync period.
+            rescan: config.resync.min(WatchConfig::default().rescan),
             ..WatchConfig::default()
         },
         shutdown.clone(),

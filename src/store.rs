@@ -611,6 +611,23 @@ mod tests {
         assert!(store.history("other", 5).is_empty());
     }
 
+    /// Opens the store again once the previous handle's background threads have let go
+    /// of its file lock (sled releases it shortly after the last handle drops).
+    async fn reopen(dir: &Path) -> Store {
+        for _ in 0..100 {
+            match Store::open(dir) {
+                Err(StoreError::Locked { .. }) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await
+                }
+                other => return other.unwrap(),
+            }
+        }
+        panic!(
+            "the store in {} stayed locked after its handle was dropped",
+            dir.display()
+        );
+    }
+
     #[tokio::test]
     async fn history_survives_closing_and_reopening() {
         let dir = tempfile::tempdir().unwrap();
@@ -621,7 +638,7 @@ mod tests {
             store.append(entry("m", "b2")).await.unwrap();
             store.set_stopped("m", true).await.unwrap();
         }
-        let store = Store::open(dir.path()).unwrap();
+        let store = reopen(dir.path()).await;
         assert_eq!(build_ids(&store, "m", 10), ["b2", "b1"]);
         assert!(store.is_stopped("m").unwrap());
         assert_eq!(

@@ -493,13 +493,16 @@ impl Controller {
         }
     }
 
+    /// Whether any model is still moving: rolling out, scaling, failing tasks, or with
+    /// replaced tasks still being counted (running above desired after a start-first
+    /// update). Such models are followed with a relist every `progress_interval`.
     fn anything_in_progress(&self) -> bool {
         use crate::status::Phase;
         self.status.snapshot().models.values().any(|s| {
             matches!(
                 s.phase,
                 Phase::Pending | Phase::Progressing | Phase::Degraded
-            )
+            ) || s.replicas_running != s.replicas_desired
         })
     }
 
