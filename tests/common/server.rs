@@ -155,6 +155,17 @@ impl Server {
         http(method, &format!("{}{path}", self.url), body)
     }
 
+    /// An HTTP request with extra headers, such as `Authorization`.
+    pub fn request_with_headers(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> (u16, Value) {
+        http_with_headers(method, &format!("{}{path}", self.url), body, headers)
+    }
+
     /// `GET path` on the API.
     pub fn get(&self, path: &str) -> (u16, Value) {
         self.request("GET", path, None)
@@ -236,13 +247,32 @@ pub fn free_port() -> u16 {
 ///
 /// Runs on its own thread and runtime, so async tests can call it too.
 pub fn http(method: &str, url: &str, body: Option<&str>) -> (u16, Value) {
+    http_with_headers(method, url, body, &[])
+}
+
+/// Like [`http`], with extra request headers.
+pub fn http_with_headers(
+    method: &str,
+    url: &str,
+    body: Option<&str>,
+    headers: &[(&str, &str)],
+) -> (u16, Value) {
     let (method, url, body) = (method.to_string(), url.to_string(), body.map(String::from));
-    std::thread::spawn(move || http_blocking(&method, &url, body.as_deref()))
+    let headers: Vec<(String, String)> = headers
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    std::thread::spawn(move || http_blocking(&method, &url, body.as_deref(), &headers))
         .join()
         .expect("the request thread")
 }
 
-fn http_blocking(method: &str, url: &str, body: Option<&str>) -> (u16, Value) {
+fn http_blocking(
+    method: &str,
+    url: &str,
+    body: Option<&str>,
+    headers: &[(String, String)],
+) -> (u16, Value) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -251,6 +281,9 @@ fn http_blocking(method: &str, url: &str, body: Option<&str>) -> (u16, Value) {
         let client = reqwest::Client::new();
         let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
         let mut request = client.request(method, url).timeout(Duration::from_secs(10));
+        for (name, value) in headers {
+            request = request.header(name.as_str(), value.as_str());
+        }
         if let Some(body) = body {
             request = request
                 .header("content-type", "application/json")
