@@ -341,6 +341,27 @@ impl Store {
 
     /// Forgets the model entirely: its history and its metadata. Flushes to disk.
     pub async fn clear(&self, name: &str) -> Result<(), StoreError> {
+        self.remove_history(name, None).await
+    }
+
+    /// Forgets the model's history and marks it stopped, in one transaction. Flushes to
+    /// disk.
+    ///
+    /// A reconcile that read the store between a [`Store::clear`] and a
+    /// [`Store::set_stopped`] would find live services with neither a record nor a stop,
+    /// and adopt them back; done together, no reader sees that state.
+    pub async fn clear_and_stop(&self, name: &str) -> Result<(), StoreError> {
+        check_name(name)?;
+        let stopped = ModelMeta { stopped: true };
+        let meta = serde_json::to_vec(&stopped).map_err(|e| StoreError::Encode {
+            name: name.to_string(),
+            message: e.to_string(),
+        })?;
+        self.remove_history(name, Some(meta)).await
+    }
+
+    /// Removes the model's history and replaces its metadata with `meta` (`None`: none).
+    async fn remove_history(&self, name: &str, meta: Option<Vec<u8>>) -> Result<(), StoreError> {
         let prefix = history_prefix(name)?;
         {
             let _writer = self.lock_writer();
@@ -355,7 +376,10 @@ impl Store {
             let cleared: sled::transaction::TransactionResult<(), ()> =
                 (&self.inner.history, &self.inner.models).transaction(|(history, models)| {
                     history.apply_batch(&removals)?;
-                    models.remove(name.as_bytes())?;
+                    match &meta {
+                        Some(meta) => models.insert(name.as_bytes(), meta.as_slice())?,
+                        None => models.remove(name.as_bytes())?,
+                    };
                     Ok(())
                 });
             cleared.map_err(|e| write_error(name, e))?;
@@ -714,6 +738,24 @@ mod tests {
         assert_eq!(build_ids(&store, "ab", 10), ["ab1"]);
         store.append(entry("a", "a3")).await.unwrap();
         assert_eq!(build_ids(&store, "a", 10), ["a3"]);
+    }
+
+    #[tokio::test]
+    async fn clearing_and_stopping_leaves_a_stopped_model_without_history() {
+        let (_dir, store) = open_temp();
+        store.append(entry("a", "a1")).await.unwrap();
+        store.append(entry("a", "a2")).await.unwrap();
+        store.append(entry("ab", "ab1")).await.unwrap();
+        store.clear_and_stop("a").await.unwrap();
+        assert!(store.history("a", 10).is_empty());
+        assert!(store.latest("a").unwrap().is_none());
+        assert!(store.is_stopped("a").unwrap());
+        assert_eq!(store.names().unwrap(), ["a", "ab"]);
+        assert_eq!(build_ids(&store, "ab", 10), ["ab1"]);
+        assert!(!store.is_stopped("ab").unwrap());
+        store.append(entry("a", "a3")).await.unwrap();
+        assert_eq!(build_ids(&store, "a", 10), ["a3"]);
+        assert!(!store.is_stopped("a").unwrap());
     }
 
     #[tokio::test]

@@ -247,3 +247,36 @@ async fn with_a_token_writes_need_it_and_the_log_never_shows_it() {
     assert!(!log.is_empty(), "the server logged nothing");
     assert!(!log.contains(TOKEN), "the token is in the log:\n{log}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn clearing_the_records_mid_rollout_removes_the_model_for_good() {
+    if swarm().await.is_none() {
+        return;
+    }
+    let server = Server::start(&unique_name("clear"));
+    let service = server.service_name("cleared");
+    let first = deploy(&server, "cleared", "1");
+    wait_available(&server, "cleared", &first);
+    // A second deployment keeps the reconciler busy with Docker's update events while
+    // the records are cleared.
+    let second = deploy(&server, "cleared", "2");
+    server.wait_for("the update sent", CONVERGE, || {
+        server
+            .status("cleared")
+            .is_some_and(|s| s["deployment_id"] == second.as_str())
+    });
+    let (code, cleared) = server.request("DELETE", "/cleared?clear_all_records=true", None);
+    assert_eq!(code, 200, "{cleared}");
+    server.wait_for("the service removed", CONVERGE, || {
+        inspect_service(&service).is_none()
+    });
+    server.wait_for("the model forgotten", CONVERGE, || {
+        server.get("/") == (200, json!([]))
+    });
+    assert_eq!(server.get("/cleared").0, 404);
+    let log = server.log_text();
+    assert!(
+        !log.contains("adopting live services"),
+        "the cleared model was adopted back:\n{log}"
+    );
+}

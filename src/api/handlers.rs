@@ -123,10 +123,14 @@ pub async fn delete_model(
     let status = state.controller.status.get(&name);
     let answer = json!({"deployments": newest.iter().map(|e| record_json(&e.record, status.as_deref())).collect::<Vec<_>>()});
     let store = state.controller.store();
-    if clear {
-        store.clear(&name).await.map_err(store_error)?;
-    }
-    store.set_stopped(&name, true).await.map_err(store_error)?;
+    // One write either way: a reconcile must never see the records gone but the model
+    // not yet stopped, or it adopts the live services back.
+    let stopped = if clear {
+        store.clear_and_stop(&name).await
+    } else {
+        store.set_stopped(&name, true).await
+    };
+    stopped.map_err(store_error)?;
     state.controller.queue.add(&name);
     Ok(Json(answer))
 }

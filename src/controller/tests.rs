@@ -439,37 +439,44 @@ async fn docker_going_away_makes_the_reconcile_retry_and_report_it() {
     assert!(rig.fake.service("mlmodel_m_mlmodel").is_some());
 }
 
+impl Rig {
+    /// Records a deployment of `name` through the store, as the API does.
+    async fn record_through_api(&self, name: &str) {
+        let spec = crate::manifest::parse_manifest(
+            Path::new("api.yml"),
+            &format!("name: {name}\n{}", manifest(name, 1)),
+        )
+        .unwrap()[0]
+            .spec
+            .clone()
+            .unwrap();
+        let desired = self
+            .controller
+            .pipeline()
+            .build(
+                spec,
+                Identity {
+                    deployment_id: record::new_deployment_id(),
+                    deployment_time: 1.0,
+                },
+                &Source::Api,
+            )
+            .unwrap();
+        self.controller
+            .store()
+            .append(HistoryEntry {
+                record: desired.record,
+                source: Source::Api,
+            })
+            .await
+            .unwrap();
+    }
+}
+
 #[tokio::test]
 async fn a_model_stopped_through_the_api_is_removed_and_stays_removed() {
     let rig = Rig::new().await;
-    let spec = crate::manifest::parse_manifest(
-        Path::new("api.yml"),
-        &format!("name: api_model\n{}", manifest("api_model", 1)),
-    )
-    .unwrap()[0]
-        .spec
-        .clone()
-        .unwrap();
-    let desired = rig
-        .controller
-        .pipeline()
-        .build(
-            spec,
-            Identity {
-                deployment_id: record::new_deployment_id(),
-                deployment_time: 1.0,
-            },
-            &Source::Api,
-        )
-        .unwrap();
-    rig.controller
-        .store()
-        .append(HistoryEntry {
-            record: desired.record,
-            source: Source::Api,
-        })
-        .await
-        .unwrap();
+    rig.record_through_api("api_model").await;
     rig.converge().await;
     assert!(rig.fake.service("mlmodel_api_model_mlmodel").is_some());
     rig.controller
@@ -482,6 +489,33 @@ async fn a_model_stopped_through_the_api_is_removed_and_stays_removed() {
     rig.converge().await;
     assert!(rig.fake.service("mlmodel_api_model_mlmodel").is_none());
     let _ = &rig.data;
+}
+
+#[tokio::test]
+async fn a_model_whose_records_are_cleared_while_it_runs_is_removed_not_adopted() {
+    let rig = Rig::new().await;
+    rig.record_through_api("api_model").await;
+    rig.converge().await;
+    assert!(rig.fake.service("mlmodel_api_model_mlmodel").is_some());
+    // What DELETE ?clear_all_records=true writes. Any reconcile from here on, even one
+    // that was already queued by Docker's events, must see a stopped model.
+    rig.controller
+        .store()
+        .clear_and_stop("api_model")
+        .await
+        .unwrap();
+    rig.converge().await;
+    assert!(rig.fake.service("mlmodel_api_model_mlmodel").is_none());
+    assert!(
+        rig.controller
+            .store()
+            .latest("api_model")
+            .unwrap()
+            .is_none(),
+        "no record was adopted back from the live services"
+    );
+    rig.converge().await;
+    assert!(rig.controller.status.get("api_model").is_none());
 }
 
 #[tokio::test(start_paused = true)]
