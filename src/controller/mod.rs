@@ -307,6 +307,17 @@ impl Controller {
         }
         verdict.synced = plan.conflicts.is_empty() && outcome == Outcome::Done;
         self.report(name, verdict);
+        let removed = plan
+            .actions
+            .iter()
+            .any(|a| matches!(a, plan::Action::RemoveService { .. }));
+        if removed && outcome == Outcome::Done {
+            // With its services gone, a model without records has nothing left to keep.
+            // Docker's remove event arrives after the cache has dropped the service, so it
+            // queues nothing: look again now, and the model leaves the listings at once
+            // rather than at the next resync.
+            self.queue.add(name);
+        }
         outcome
     }
 

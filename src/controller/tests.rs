@@ -504,7 +504,8 @@ async fn a_model_whose_records_are_cleared_while_it_runs_is_removed_not_adopted(
         .clear_and_stop("api_model")
         .await
         .unwrap();
-    rig.converge().await;
+    rig.relist().await;
+    assert_eq!(rig.controller.reconcile("api_model").await, Outcome::Done);
     assert!(rig.fake.service("mlmodel_api_model_mlmodel").is_none());
     assert!(
         rig.controller
@@ -514,7 +515,10 @@ async fn a_model_whose_records_are_cleared_while_it_runs_is_removed_not_adopted(
             .is_none(),
         "no record was adopted back from the live services"
     );
-    rig.converge().await;
+    // The removal queued a second look, which forgets the model at once rather than at
+    // the next resync.
+    assert_eq!(rig.controller.queue.depth(), 1);
+    assert_eq!(rig.controller.reconcile("api_model").await, Outcome::Done);
     assert!(rig.controller.status.get("api_model").is_none());
 }
 
