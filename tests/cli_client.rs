@@ -193,7 +193,9 @@ fn handle(
             if clear {
                 state.models.remove(&name);
             }
-            axum::Json(json!({ "deployments": model.records })).into_response()
+            // Like the real API: the newest record only, whether or not history is cleared.
+            let newest: Vec<Json> = model.records.into_iter().take(1).collect();
+            axum::Json(json!({ "deployments": newest })).into_response()
         }
         ("POST", [name, "rollback"]) => {
             let name = name.to_string();
@@ -685,7 +687,7 @@ fn delete_keeps_or_clears_the_history_as_asked() {
     );
     assert_eq!(
         stdout(&output),
-        "carls_model deleted, 2 deployment record(s) cleared\n"
+        "carls_model deleted, its deployment history cleared\n"
     );
     let queries: Vec<String> = stub.requests().into_iter().map(|r| r.query).collect();
     assert_eq!(

@@ -179,6 +179,18 @@ async fn a_user_applies_inspects_diffs_rolls_back_and_deletes_a_model() {
         got.status.code() == Some(0) && row(&stdout(&got), model).contains(&"Removed")
     });
 
+    let cleared = mlmodel(&url, &["delete", model, "--clear-all-records"]);
+    assert_exit(&cleared, 0, "delete --clear-all-records");
+    assert_eq!(
+        stdout(&cleared),
+        "clim deleted, its deployment history cleared\n"
+    );
+    let history = mlmodel(&url, &["history", model]);
+    assert_exit(&history, 1, "history of a cleared model");
+    server.wait_for("get NAME to say the model is unknown", CONVERGE, || {
+        mlmodel(&url, &["get", model]).status.code() == Some(1)
+    });
+
     // Invalid manifests: every problem as FILE: field: message, and nothing sent.
     let bad = tempfile::tempdir().expect("temp dir");
     write(

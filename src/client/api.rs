@@ -90,10 +90,11 @@ impl ApiError {
     }
 }
 
-/// What `DELETE /{name}` answers: the records that were removed or retired.
+/// What `DELETE /{name}` answers: the model's newest record as it was, with its live
+/// containers, as the original service answered.
 #[derive(Debug, Clone, serde::Deserialize)]
 pub struct Deleted {
-    /// The model's deployment records.
+    /// The newest deployment record (one, even when the whole history was cleared).
     #[serde(default)]
     pub deployments: Vec<Record>,
 }

@@ -35,9 +35,9 @@ pub async fn describe(client: &ApiClient, name: &str) -> u8 {
 /// Stops serving the model; with `clear_all_records` its history goes too.
 pub async fn delete(client: &ApiClient, name: &str, clear_all_records: bool) -> u8 {
     match client.delete(name, clear_all_records).await {
-        Ok(deleted) if clear_all_records => {
-            let n = deleted.deployments.len();
-            println!("{name} deleted, {n} deployment record(s) cleared");
+        // The answer holds the newest record only, whatever was cleared: don't count it.
+        Ok(_) if clear_all_records => {
+            println!("{name} deleted, its deployment history cleared");
             exit::OK
         }
         Ok(_) => {
