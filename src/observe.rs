@@ -18,7 +18,7 @@ use std::time::Duration;
 pub struct Observed {
     /// Services by id.
     pub services: HashMap<String, ObservedService>,
-    /// Running-desired tasks by service id.
+    /// Current tasks (desired running, or ready to restart) by service id.
     pub tasks: HashMap<String, Vec<ObservedTask>>,
     /// Node host names by id.
     pub nodes: HashMap<String, String>,

@@ -280,3 +280,39 @@ async fn clearing_the_records_mid_rollout_removes_the_model_for_good() {
         "the cleared model was adopted back:\n{log}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_image_shows_as_degraded_with_swarms_error() {
+    if swarm().await.is_none() {
+        return;
+    }
+    let server = Server::start(&unique_name("noimage"));
+    let (code, posted) = server.request("POST", "/ghost", Some(&body("no-such-tag")));
+    assert_eq!(code, 200, "{posted}");
+    // Swarm rejects each task and restarts it after the template's 5 s delay; between
+    // attempts the rejected task waits with desired state Ready, not Running.
+    let mut status = Value::Null;
+    server.wait_for("phase Degraded", Duration::from_secs(45), || {
+        status = server.status("ghost").unwrap_or_default();
+        status["phase"] == "Degraded"
+    });
+    let message = status["message"].as_str().unwrap_or_default();
+    assert!(message.contains("No such image"), "{status}");
+    assert_eq!(status["replicas_running"], 0, "{status}");
+    let tasks = status["tasks"].as_array().expect("tasks");
+    assert!(
+        tasks.iter().any(|t| t["state"] == "Rejected"
+            && t["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("No such image"))),
+        "{status}"
+    );
+    let (_, records) = server.get("/ghost");
+    let containers = records[0]["containers"].as_array().expect("containers");
+    assert!(
+        containers.iter().any(|c| c["current_state"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("Rejected"))),
+        "{records}"
+    );
+}

@@ -136,6 +136,26 @@ async fn a_dropped_manifest_becomes_a_labelled_service_and_a_history_record() {
 }
 
 #[tokio::test]
+async fn a_model_whose_tasks_are_rejected_is_degraded_with_swarms_error() {
+    let rig = Rig::new().await;
+    write(rig.manifests.path(), "m.yml", &manifest("m", 1));
+    rig.rescan();
+    rig.converge().await;
+    let missing = "No such image: mlmodel-test/static-http:1";
+    rig.fake.set_running("mlmodel_m_mlmodel", 0).unwrap();
+    rig.fake
+        .set_task_error("mlmodel_m_mlmodel", "rejected", missing)
+        .unwrap();
+    rig.converge().await;
+    let status = rig.status("m");
+    assert_eq!(status.phase, Phase::Degraded, "{status:?}");
+    assert_eq!(status.message, missing);
+    assert_eq!(status.tasks.len(), 1, "{status:?}");
+    assert_eq!(status.tasks[0].state, "Rejected");
+    assert_eq!(status.tasks[0].desired_state, "Ready");
+}
+
+#[tokio::test]
 async fn a_resync_of_a_converged_swarm_sends_no_write_and_adds_no_history() {
     let rig = Rig::new().await;
     for i in 0..5 {

@@ -159,7 +159,11 @@ impl Swarm for DockerSwarm {
     }
 
     async fn list_tasks(&self) -> Result<Vec<ObservedTask>, SwarmError> {
-        let filters = HashMap::from([("desired-state".to_string(), vec!["running".to_string()])]);
+        // "ready" as well as "running": a task that was rejected (missing image) or
+        // failed waits out its restart delay with desired state Ready, and it is the only
+        // current task that carries Swarm's error. Older attempts are desired Shutdown.
+        let states = vec!["running".to_string(), "ready".to_string()];
+        let filters = HashMap::from([("desired-state".to_string(), states)]);
         let options = ListTasksOptions {
             filters: Some(filters),
         };

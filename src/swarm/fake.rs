@@ -224,7 +224,8 @@ impl FakeSwarm {
     }
 
     /// Sets the state and error shown by the tasks that do not run, e.g. ("pending",
-    /// "no suitable node (insufficient resources on 1 node)").
+    /// "no suitable node (insufficient resources on 1 node)"). As in Docker, a task that
+    /// is "rejected" or "failed" is desired "ready" (waiting to restart), not "running".
     pub fn set_task_error(&self, name: &str, state: &str, error: &str) -> Result<(), SwarmError> {
         let mut swarm = self.lock();
         let service = swarm.service_named_mut(name)?;
@@ -556,7 +557,12 @@ impl FakeService {
                     slot: (!global).then_some(slot as i64),
                     node_id: runs.then(|| FAKE_NODE_ID.to_string()),
                     image: image.clone(),
-                    desired_state: "running".to_string(),
+                    desired_state: if matches!(state.as_str(), "rejected" | "failed") {
+                        "ready"
+                    } else {
+                        "running"
+                    }
+                    .to_string(),
                     message: if runs {
                         "started"
                     } else {
@@ -839,6 +845,20 @@ mod tests {
             assert_eq!(task.state, "running");
             assert_eq!(task.node_id.as_deref(), Some(FAKE_NODE_ID));
         }
+    }
+
+    #[tokio::test]
+    async fn rejected_tasks_wait_to_restart_with_desired_state_ready() {
+        let swarm = FakeSwarm::new();
+        swarm.create_service(&spec("a", 1)).await.unwrap();
+        swarm.set_running("a", 0).unwrap();
+        swarm
+            .set_task_error("a", "rejected", "No such image: img:1")
+            .unwrap();
+        let tasks = swarm.list_tasks().await.unwrap();
+        assert_eq!(tasks.len(), 1);
+        assert_eq!(tasks[0].state, "rejected");
+        assert_eq!(tasks[0].desired_state, "ready");
     }
 
     #[tokio::test]

@@ -109,7 +109,7 @@ impl ObservedService {
     }
 }
 
-/// A task of a service whose desired state is running.
+/// A current task of a service: desired to run, or failed and waiting to be restarted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObservedTask {
     /// Task id.
@@ -122,7 +122,7 @@ pub struct ObservedTask {
     pub node_id: Option<String>,
     /// Image of its container spec.
     pub image: String,
-    /// Desired state, e.g. "running", "shutdown".
+    /// Desired state: "running", or "ready" while a failed task waits to restart.
     pub desired_state: String,
     /// Current state, e.g. "running", "pending", "rejected".
     pub state: String,
@@ -199,7 +199,8 @@ pub trait Swarm: Send + Sync {
     ) -> Result<(), SwarmError>;
     /// Removes a service; one that is already gone counts as removed.
     async fn remove_service(&self, id: &str) -> Result<(), SwarmError>;
-    /// Lists the tasks whose desired state is running: one API call.
+    /// Lists the tasks whose desired state is running or ready (a rejected or failed
+    /// task waiting out its restart delay, with Swarm's error): one API call.
     async fn list_tasks(&self) -> Result<Vec<ObservedTask>, SwarmError>;
     /// Lists the swarm's nodes.
     async fn list_nodes(&self) -> Result<Vec<ObservedNode>, SwarmError>;
