@@ -189,8 +189,12 @@ pub fn derive(
         (Phase::Pending, verdict.problem.clone())
     } else if running >= desired && verdict.synced && !updating {
         (Phase::Available, verdict.problem.clone())
-    } else if let Some(error) = task_error.filter(|_| running < desired) {
+    } else if let Some(error) = task_error.clone().filter(|_| running < desired) {
         (Phase::Degraded, error)
+    } else if verdict.problem.is_empty() {
+        // A rollout whose new tasks fail while the old ones still serve: Swarm keeps
+        // retrying them and says "update in progress", so their error is the only clue.
+        (Phase::Progressing, task_error.unwrap_or_default())
     } else {
         (Phase::Progressing, verdict.problem.clone())
     };
@@ -465,6 +469,17 @@ mod tests {
                 vec![],
                 Phase::Progressing,
                 "",
+            ),
+            (
+                "rolling out an image that is missing, the old task still serving",
+                verdict(),
+                vec![service(1, 1, Some("updating"))],
+                vec![
+                    task(1, "running", ""),
+                    task(1, "rejected", "No such image: img:2"),
+                ],
+                Phase::Progressing,
+                "No such image: img:2",
             ),
             (
                 "unsynced",

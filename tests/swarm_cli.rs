@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::server::{Server, inspect_service, manifest};
+use common::server::{Server, inspect_service, manifest, running_tasks};
 use common::{swarm, unique_name};
 use serde_json::Value;
 use std::path::Path;
@@ -230,4 +230,40 @@ async fn a_user_applies_inspects_diffs_rolls_back_and_deletes_a_model() {
         "{errors}"
     );
     assert!(errors.contains("Start it with: mlmodel serve"), "{errors}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn apply_wait_of_a_missing_image_says_why_it_does_not_become_available() {
+    if swarm().await.is_none() {
+        return;
+    }
+    let server = Server::start(&unique_name("clibad"));
+    let url = server.url.clone();
+    let service = server.service_name("stuck");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let dir_arg = dir.path().to_str().expect("a UTF-8 temp path");
+    write(dir.path(), "stuck.yml", &manifest(1, "1"));
+    let applied = mlmodel(&url, &["apply", "-f", dir_arg, "--wait", "--timeout", "2m"]);
+    assert_exit(&applied, 0, "apply --wait of a good image");
+
+    // Swarm never fails this rollout: it retries the new task and keeps the old one.
+    write(dir.path(), "stuck.yml", &manifest(1, "no-such-tag"));
+    let stuck = mlmodel(
+        &url,
+        &["apply", "-f", dir_arg, "--wait", "--timeout", "20s"],
+    );
+    assert_exit(&stuck, 1, "apply --wait of a missing image");
+    let progress = stdout(&stuck);
+    assert!(
+        progress.contains(
+            "stuck: Progressing, 1/1 ready: No such image: mlmodel-test/static-http:no-such-tag"
+        ),
+        "{progress}"
+    );
+    let errors = stderr(&stuck);
+    assert!(
+        errors.contains("error: timed out after 20s waiting for stuck to become Available"),
+        "{errors}"
+    );
+    assert_eq!(running_tasks(&service), 1, "the old task still serves");
 }
