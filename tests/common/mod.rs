@@ -181,6 +181,16 @@ pub fn stack_networks(stack: &str) -> Vec<String> {
     names
 }
 
+/// Networks whose name starts with `<stack>_`, labelled or not.
+fn networks_named_after(stack: &str) -> Vec<String> {
+    let prefix = format!("{stack}_");
+    let filter = format!("name={prefix}");
+    docker_lines(&["network", "ls", "--filter", &filter, "--format", "{{.Name}}"])
+        .into_iter()
+        .filter(|name| name.starts_with(&prefix))
+        .collect()
+}
+
 /// Removes a stack's services and networks and waits until they are gone.
 ///
 /// Uses `docker stack rm`, which selects by the namespace label, so it also removes
@@ -191,7 +201,11 @@ pub fn remove_stack(stack: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let services = stack_services(stack);
-        let networks = stack_networks(stack);
+        let mut networks = stack_networks(stack);
+        // A removed overlay network can linger on the node, unlabelled, until its
+        // endpoints are torn down; recreating the name before then makes two networks
+        // answer to it. Wait for those too.
+        networks.extend(networks_named_after(stack));
         if services.is_empty() && networks.is_empty() {
             return;
         }
