@@ -119,6 +119,14 @@ impl Server {
         child.wait().ok().and_then(|s| s.code())
     }
 
+    /// Kills the process with SIGKILL, as a crash or `kill -9` would, and reaps it.
+    pub fn kill_hard(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         self.child
