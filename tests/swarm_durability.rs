@@ -33,5 +33,8 @@ async fn acknowledged_writes_survive_kill_minus_nine() {
         .map(|r| r["deployment_id"].as_str().unwrap().to_string())
         .collect();
     acknowledged.reverse();
-    assert_eq!(ids, acknowledged, "every acknowledged deployment, newest first");
+    assert_eq!(
+        ids, acknowledged,
+        "every acknowledged deployment, newest first"
+    );
 }

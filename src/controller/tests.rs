@@ -1,10 +1,13 @@
 //! The reconciler against the fake swarm: fast, deterministic, no sleeps.
 
 use super::*;
+use crate::observe;
 use crate::sources::files::scan;
 use crate::status::Phase;
 use crate::swarm::fake::{FakeSwarm, Op};
 use std::path::Path;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 const MODEL: &str = "domain: {domain}.example.com\nimage: mlmodel-test/static-http:1\nbuild_id: b1\nrun_id: r1\nscale: {scale}\nmem_reservation: 16M\nmem_limit: 64M\n";
 

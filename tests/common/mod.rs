@@ -185,10 +185,17 @@ pub fn stack_networks(stack: &str) -> Vec<String> {
 fn networks_named_after(stack: &str) -> Vec<String> {
     let prefix = format!("{stack}_");
     let filter = format!("name={prefix}");
-    docker_lines(&["network", "ls", "--filter", &filter, "--format", "{{.Name}}"])
-        .into_iter()
-        .filter(|name| name.starts_with(&prefix))
-        .collect()
+    docker_lines(&[
+        "network",
+        "ls",
+        "--filter",
+        &filter,
+        "--format",
+        "{{.Name}}",
+    ])
+    .into_iter()
+    .filter(|name| name.starts_with(&prefix))
+    .collect()
 }
 
 /// Removes a stack's services and networks and waits until they are gone.
