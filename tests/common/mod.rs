@@ -168,15 +168,7 @@ pub fn stack_services(stack: &str) -> Vec<String> {
 
 /// Names of the networks labelled as belonging to `stack`.
 pub fn stack_networks(stack: &str) -> Vec<String> {
-    let filter = format!("label={STACK_NAMESPACE}={stack}");
-    let mut names = docker_lines(&[
-        "network",
-        "ls",
-        "--filter",
-        &filter,
-        "--format",
-        "{{.Name}}",
-    ]);
+    let mut names = network_names(&format!("label={STACK_NAMESPACE}={stack}"));
     names.sort();
     names
 }
@@ -184,18 +176,14 @@ pub fn stack_networks(stack: &str) -> Vec<String> {
 /// Networks whose name starts with `<stack>_`, labelled or not.
 fn networks_named_after(stack: &str) -> Vec<String> {
     let prefix = format!("{stack}_");
-    let filter = format!("name={prefix}");
-    docker_lines(&[
-        "network",
-        "ls",
-        "--filter",
-        &filter,
-        "--format",
-        "{{.Name}}",
-    ])
-    .into_iter()
-    .filter(|name| name.starts_with(&prefix))
-    .collect()
+    let mut names = network_names(&format!("name={prefix}"));
+    names.retain(|name| name.starts_with(&prefix));
+    names
+}
+
+/// `docker network ls --filter FILTER`, names only.
+fn network_names(filter: &str) -> Vec<String> {
+    docker_lines(&["network", "ls", "--filter", filter, "--format", "{{.Name}}"])
 }
 
 /// Removes a stack's services and networks and waits until they are gone.
