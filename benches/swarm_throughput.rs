@@ -1,0 +1,155 @@
+//! Target, on the real swarm: 100 new manifests (one replica of the test image each)
+//! reach "all tasks running" within 1.2 times the raw Docker API's floor.
+//!
+//! NEEDS A DOCKER SWARM MANAGER (scripts/swarm-up.sh); refuses to run without one.
+//!
+//! Two phases, measured the same way, with everything removed (and its containers gone)
+//! between them:
+//! 1. raw floor: the same service specs mlmodel would send, created one after another
+//!    through the API adapter as fast as Docker answers;
+//! 2. mlmodel: `mlmodel serve` with its default flags, and the 100 manifests written into
+//!    its directory one after another.
+//!
+//! Each phase's time runs from its first call (or file write) until every one of the 100
+//! services has a running task, polled every 250 ms through the API.
+
+mod common;
+
+use common::swarm::{
+    self, RealSwarm, ServeProcess, manifest, remove_and_wait, running_tasks, services_named,
+    unique_instance,
+};
+use common::{Row, Target, print_table};
+use mlmodel::swarm::Swarm;
+use std::time::{Duration, Instant};
+
+const POLL: Duration = Duration::from_millis(250);
+const TIMEOUT: Duration = Duration::from_secs(600);
+
+fn main() {
+    if !common::bench_mode("swarm_throughput") {
+        return;
+    }
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(run());
+}
+
+/// How long a phase took to get its writes out, its services created and its tasks running.
+struct Phase {
+    writes: Duration,
+    services: Duration,
+    running: Duration,
+}
+
+async fn run() {
+    let real = swarm::require_swarm("swarm_throughput").await;
+    let models = common::env_count("BENCH_MODELS", 100);
+    let names: Vec<String> = (0..models).map(|i| format!("m{i:03}")).collect();
+
+    let raw = raw_phase(&real, &names).await;
+    let controlled = mlmodel_phase(&real, &names).await;
+
+    let secs = |d: Duration| d.as_secs_f64();
+    let rows = [
+        Row::new(
+            format!("{models} manifests -> all tasks running"),
+            secs(controlled.running),
+            Some(secs(raw.running)),
+            "s",
+            Target::RatioAtMost(1.2),
+        ),
+        Row::new(
+            format!("{models} manifests -> all services exist"),
+            secs(controlled.services),
+            Some(secs(raw.services)),
+            "s",
+            Target::None,
+        ),
+        Row::new(
+            "time to issue the writes",
+            secs(controlled.writes),
+            Some(secs(raw.writes)),
+            "s",
+            Target::None,
+        ),
+    ];
+    print_table(
+        &format!("{models} new models on the real swarm, one replica each"),
+        &rows,
+        &[
+            "value: mlmodel serve (default flags) picking up manifests written one after another".to_string(),
+            "baseline: the same specs created one after another through the raw API, measured the same way in the same run".to_string(),
+            "writes: manifest files written (mlmodel) or create calls answered (raw); times polled every 250 ms".to_string(),
+        ],
+    );
+}
+
+async fn raw_phase(real: &RealSwarm, names: &[String]) -> Phase {
+    let instance = unique_instance("rawtp");
+    let prefix = format!("{instance}_");
+    let specs = swarm::specs(&instance, names, 1);
+    eprintln!("swarm_throughput: raw API, {} services...", specs.len());
+    let started = Instant::now();
+    for spec in &specs {
+        real.swarm.create_service(spec).await.expect("raw create");
+    }
+    let writes = started.elapsed();
+    let (services, running) = wait_all_running(real, &prefix, names.len(), started).await;
+    eprintln!("swarm_throughput: removing the raw services...");
+    remove_and_wait(real, &prefix).await;
+    Phase {
+        writes,
+        services,
+        running,
+    }
+}
+
+async fn mlmodel_phase(real: &RealSwarm, names: &[String]) -> Phase {
+    let instance = unique_instance("tp");
+    let prefix = format!("{instance}_");
+    let server = ServeProcess::start(&instance, &[]).await;
+    eprintln!(
+        "swarm_throughput: mlmodel serve as {instance}, {} manifests...",
+        names.len()
+    );
+    let started = Instant::now();
+    for name in names {
+        server.write_manifest(&format!("{name}.yml"), &manifest(1));
+    }
+    let writes = started.elapsed();
+    let (services, running) = wait_all_running(real, &prefix, names.len(), started).await;
+    drop(server);
+    eprintln!("swarm_throughput: removing mlmodel's services...");
+    remove_and_wait(real, &prefix).await;
+    Phase {
+        writes,
+        services,
+        running,
+    }
+}
+
+/// Waits until `count` services named `prefix...` exist and each has a running task;
+/// returns both times since `started`.
+async fn wait_all_running(
+    real: &RealSwarm,
+    prefix: &str,
+    count: usize,
+    started: Instant,
+) -> (Duration, Duration) {
+    let mut services_at = None;
+    loop {
+        if services_at.is_none() && services_named(&real.docker, prefix).await.len() >= count {
+            services_at = Some(started.elapsed());
+        }
+        let running = running_tasks(real, prefix).await;
+        if running >= count {
+            let running_at = started.elapsed();
+            return (services_at.unwrap_or(running_at), running_at);
+        }
+        if started.elapsed() > TIMEOUT {
+            remove_and_wait(real, prefix).await;
+            panic!("only {running} of {count} tasks running after {TIMEOUT:?}");
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
