@@ -26,6 +26,59 @@ pub struct Observed {
     pub networks: HashMap<String, String>,
     /// When services and tasks were last listed (unix seconds); 0 before the first list.
     pub listed_at: f64,
+    /// Services by owner and by name, for snapshots published through [`ObservedCache`].
+    index: IndexSlot,
+}
+
+/// Service ids by owner and by name, so that reconciling one model reads its own services
+/// instead of scanning every live one (a resync of N models would otherwise cost N²).
+#[derive(Debug, Default)]
+struct Index {
+    /// Instance, then model, to the ids of the services so labelled, sorted by name.
+    owned: HashMap<String, HashMap<String, Vec<String>>>,
+    /// Service name to ids (more than one only while a replacement is half seen).
+    named: HashMap<String, Vec<String>>,
+}
+
+impl Index {
+    fn build(services: &HashMap<String, ObservedService>) -> Self {
+        let mut index = Index::default();
+        for service in services.values() {
+            index
+                .named
+                .entry(service.name().to_string())
+                .or_default()
+                .push(service.id.clone());
+            if let (Some(instance), Some(model)) = (
+                service.label(labels::MANAGED_BY),
+                service.label(labels::NAME),
+            ) {
+                index
+                    .owned
+                    .entry(instance.to_string())
+                    .or_default()
+                    .entry(model.to_string())
+                    .or_default()
+                    .push(service.id.clone());
+            }
+        }
+        let name = |id: &String| services.get(id).map(ObservedService::name);
+        for ids in index.owned.values_mut().flat_map(HashMap::values_mut) {
+            ids.sort_by(|a, b| name(a).cmp(&name(b)));
+        }
+        index
+    }
+}
+
+/// Holds the index of a published snapshot. A clone starts without one: the clone may be
+/// changed, and an index carried over would go stale. Without an index, lookups scan.
+#[derive(Debug, Default)]
+struct IndexSlot(Option<Index>);
+
+impl Clone for IndexSlot {
+    fn clone(&self) -> Self {
+        Self(None)
+    }
 }
 
 impl Observed {
@@ -36,6 +89,14 @@ impl Observed {
 
     /// Services owned by `instance` and labelled with `model`, sorted by name.
     pub fn owned_by<'a>(&'a self, instance: &str, model: &str) -> Vec<&'a ObservedService> {
+        if let Some(index) = &self.index.0 {
+            let ids = index.owned.get(instance).and_then(|m| m.get(model));
+            return ids
+                .into_iter()
+                .flatten()
+                .filter_map(|id| self.services.get(id))
+                .collect();
+        }
         let mut owned: Vec<&ObservedService> = self
             .services
             .values()
@@ -55,18 +116,35 @@ impl Observed {
         model: &str,
         names: &BTreeSet<&str>,
     ) -> Vec<&'a ObservedService> {
-        self.services
-            .values()
-            .filter(|s| names.contains(s.name()))
-            .filter(|s| {
-                !(s.label(labels::MANAGED_BY) == Some(instance)
-                    && s.label(labels::NAME) == Some(model))
-            })
-            .collect()
+        let not_the_models = |s: &&ObservedService| {
+            !(s.label(labels::MANAGED_BY) == Some(instance) && s.label(labels::NAME) == Some(model))
+        };
+        match &self.index.0 {
+            Some(index) => names
+                .iter()
+                .filter_map(|name| index.named.get(*name))
+                .flatten()
+                .filter_map(|id| self.services.get(id))
+                .filter(not_the_models)
+                .collect(),
+            None => self
+                .services
+                .values()
+                .filter(|s| names.contains(s.name()))
+                .filter(not_the_models)
+                .collect(),
+        }
     }
 
     /// Every model name this instance owns services of.
     pub fn models(&self, instance: &str) -> BTreeSet<String> {
+        if let Some(index) = &self.index.0 {
+            return index
+                .owned
+                .get(instance)
+                .map(|models| models.keys().cloned().collect())
+                .unwrap_or_default();
+        }
         self.services
             .values()
             .filter(|s| s.label(labels::MANAGED_BY) == Some(instance))
@@ -106,9 +184,19 @@ impl ObservedCache {
 
     /// Applies `change` to a copy and publishes it.
     pub fn update(&self, change: impl FnOnce(&mut Observed)) {
+        self.replace(|current| {
+            let mut next = current.clone();
+            change(&mut next);
+            next
+        });
+    }
+
+    /// Publishes what `build` makes of the current snapshot; cheaper than
+    /// [`ObservedCache::update`] when most of the snapshot is replaced anyway.
+    pub fn replace(&self, build: impl FnOnce(&Observed) -> Observed) {
         let mut guard = self.inner.write().unwrap_or_else(|p| p.into_inner());
-        let mut next = (**guard).clone();
-        change(&mut next);
+        let mut next = build(&guard);
+        next.index = IndexSlot(Some(Index::build(&next.services)));
         *guard = Arc::new(next);
     }
 }
@@ -130,20 +218,27 @@ pub async fn relist(swarm: &dyn Swarm, cache: &ObservedCache) -> Result<(), Swar
         None
     };
     let now = crate::record::now_unix_seconds();
-    cache.update(|observed| {
-        observed.services = services.into_iter().map(|s| (s.id.clone(), s)).collect();
-        observed.tasks.clear();
-        for task in tasks {
-            observed
-                .tasks
-                .entry(task.service_id.clone())
-                .or_default()
-                .push(task);
-        }
-        if let Some(nodes) = nodes {
-            observed.nodes = nodes.into_iter().map(|n| (n.id, n.hostname)).collect();
-        }
-        observed.listed_at = now;
+    let services: HashMap<String, ObservedService> =
+        services.into_iter().map(|s| (s.id.clone(), s)).collect();
+    let mut by_service: HashMap<String, Vec<ObservedTask>> = HashMap::new();
+    for task in tasks {
+        by_service
+            .entry(task.service_id.clone())
+            .or_default()
+            .push(task);
+    }
+    // Replaced, not updated: copying the old services only to drop them costs as much
+    // as the list itself.
+    cache.replace(|old| Observed {
+        services,
+        tasks: by_service,
+        nodes: match nodes {
+            Some(nodes) => nodes.into_iter().map(|n| (n.id, n.hostname)).collect(),
+            None => old.nodes.clone(),
+        },
+        networks: old.networks.clone(),
+        listed_at: now,
+        index: IndexSlot::default(),
     });
     Ok(())
 }
@@ -290,6 +385,98 @@ fn disconnected(attempt: u32, error: String) -> (WatchState, WatchOutput) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bollard::models::ServiceSpec;
+
+    fn service(id: &str, name: &str, owner: Option<(&str, &str)>) -> ObservedService {
+        let labels = owner.map(|(instance, model)| {
+            HashMap::from([
+                (labels::MANAGED_BY.to_string(), instance.to_string()),
+                (labels::NAME.to_string(), model.to_string()),
+            ])
+        });
+        ObservedService {
+            id: id.to_string(),
+            version: 1,
+            spec: ServiceSpec {
+                name: Some(name.to_string()),
+                labels,
+                ..Default::default()
+            },
+            running_tasks: 0,
+            desired_tasks: 0,
+            update_state: None,
+            update_message: None,
+            updated_at: None,
+        }
+    }
+
+    fn ids(services: &[&ObservedService]) -> Vec<String> {
+        let mut ids: Vec<String> = services.iter().map(|s| s.id.clone()).collect();
+        ids.sort();
+        ids
+    }
+
+    /// Every lookup answered from the index and by scanning.
+    fn lookups(o: &Observed) -> (Vec<String>, Vec<String>, Vec<String>, BTreeSet<String>) {
+        let names = BTreeSet::from(["mlmodel_a_web", "mlmodel_b_web", "other"]);
+        (
+            o.owned_by("mlmodel", "a")
+                .iter()
+                .map(|s| s.id.clone())
+                .collect(),
+            ids(&o.owned_by("mlmodel", "b")),
+            ids(&o.foreign("mlmodel", "a", &names)),
+            o.models("mlmodel"),
+        )
+    }
+
+    #[test]
+    fn a_published_snapshot_answers_lookups_as_a_scan_would() {
+        let cache = ObservedCache::default();
+        cache.update(|o| {
+            for s in [
+                service("1", "mlmodel_a_web", Some(("mlmodel", "a"))),
+                service("2", "mlmodel_a_db", Some(("mlmodel", "a"))),
+                service("3", "mlmodel_b_web", Some(("mlmodel", "b"))),
+                service("4", "other", Some(("staging", "a"))),
+                service("5", "mlmodel_a_web", None),
+            ] {
+                o.services.insert(s.id.clone(), s);
+            }
+        });
+        let published = cache.get();
+        assert!(published.index.0.is_some());
+        let scanned = (*published).clone();
+        assert!(scanned.index.0.is_none(), "a clone carries no index");
+        assert_eq!(lookups(&published), lookups(&scanned));
+        let (owned_a, owned_b, foreign, models) = lookups(&published);
+        assert_eq!(owned_a, ["2", "1"], "sorted by name");
+        assert_eq!(owned_b, ["3"]);
+        assert_eq!(foreign, ["3", "4", "5"]);
+        assert_eq!(models, BTreeSet::from(["a".to_string(), "b".to_string()]));
+    }
+
+    #[test]
+    fn an_update_reindexes_the_snapshot_it_publishes() {
+        let cache = ObservedCache::default();
+        cache.update(|o| {
+            let s = service("1", "mlmodel_a_web", Some(("mlmodel", "a")));
+            o.services.insert(s.id.clone(), s);
+        });
+        assert_eq!(cache.get().owned_by("mlmodel", "a").len(), 1);
+        cache.update(|o| {
+            o.services.remove("1");
+            let s = service("2", "mlmodel_b_web", Some(("mlmodel", "b")));
+            o.services.insert(s.id.clone(), s);
+        });
+        let observed = cache.get();
+        assert!(observed.owned_by("mlmodel", "a").is_empty());
+        assert_eq!(ids(&observed.owned_by("mlmodel", "b")), ["2"]);
+        assert_eq!(
+            observed.models("mlmodel"),
+            BTreeSet::from(["b".to_string()])
+        );
+    }
 
     #[test]
     fn reconnect_delay_doubles_from_half_a_second_to_thirty() {
