@@ -8,7 +8,7 @@
 use crate::stack::{NetworkSpec, StackSpec, labels};
 use crate::swarm::ObservedService;
 use bollard::models::ServiceSpec;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 
 /// What should exist for a model.
 #[derive(Debug, Clone, Copy)]
@@ -186,22 +186,35 @@ pub fn drift(
         .map(|what| format!("{what} changed by hand"))
 }
 
-/// The parts of a spec that can be edited by hand and that mlmodel restores.
+/// The parts of a spec that can be edited by hand and that mlmodel restores, borrowed
+/// from the spec: a resync projects every live service, so copying its labels (one holds
+/// the whole record) would cost more than the comparison.
 #[derive(Debug, PartialEq)]
-struct Fingerprint {
+struct Fingerprint<'a> {
     replicas: Option<i64>,
-    image: String,
+    image: &'a str,
     resources: [Option<i64>; 5],
-    env: Vec<String>,
-    service_labels: BTreeMap<String, String>,
-    container_labels: BTreeMap<String, String>,
-    networks: BTreeSet<String>,
+    env: Vec<&'a str>,
+    service_labels: Labels<'a>,
+    container_labels: Labels<'a>,
+    networks: BTreeSet<&'a str>,
 }
 
-impl Fingerprint {
+/// A spec's labels, compared by content; no map and an empty one are alike.
+#[derive(Debug)]
+struct Labels<'a>(Option<&'a HashMap<String, String>>);
+
+impl PartialEq for Labels<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        let present = |labels: &Self| labels.0.filter(|map| !map.is_empty());
+        present(self) == present(other)
+    }
+}
+
+impl<'a> Fingerprint<'a> {
     /// Projects a spec; with `network_ids`, network names are translated to ids the way
     /// Docker stores them.
-    fn of(spec: &ServiceSpec, network_ids: Option<&HashMap<String, String>>) -> Self {
+    fn of(spec: &'a ServiceSpec, network_ids: Option<&'a HashMap<String, String>>) -> Self {
         let task = spec.task_template.as_ref();
         let container = task.and_then(|t| t.container_spec.as_ref());
         let resources = task.and_then(|t| t.resources.as_ref());
@@ -213,25 +226,29 @@ impl Fingerprint {
         let networks = attachments
             .into_iter()
             .flatten()
-            .filter_map(|n| n.target.clone())
-            .map(|target| match network_ids {
-                Some(ids) => ids.get(&target).cloned().unwrap_or(target),
-                None => target,
+            .filter_map(|n| n.target.as_deref())
+            .map(|target| {
+                network_ids
+                    .and_then(|ids| ids.get(target))
+                    .map_or(target, String::as_str)
             })
             .collect();
-        let sorted = |map: Option<&HashMap<String, String>>| -> BTreeMap<String, String> {
-            map.map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-                .unwrap_or_default()
-        };
-        let mut env = container.and_then(|c| c.env.clone()).unwrap_or_default();
-        env.sort();
+        let mut env: Vec<&str> = container
+            .and_then(|c| c.env.as_ref())
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
+            .collect();
+        env.sort_unstable();
         Self {
             replicas: spec
                 .mode
                 .as_ref()
                 .and_then(|m| m.replicated.as_ref())
                 .map(|r| r.replicas.unwrap_or(1)),
-            image: container.and_then(|c| c.image.clone()).unwrap_or_default(),
+            image: container
+                .and_then(|c| c.image.as_deref())
+                .unwrap_or_default(),
             resources: [
                 limits.and_then(|l| l.nano_cpus),
                 limits.and_then(|l| l.memory_bytes),
@@ -241,8 +258,8 @@ impl Fingerprint {
             ]
             .map(|v| v.filter(|n| *n != 0)),
             env,
-            service_labels: sorted(spec.labels.as_ref()),
-            container_labels: sorted(container.and_then(|c| c.labels.as_ref())),
+            service_labels: Labels(spec.labels.as_ref()),
+            container_labels: Labels(container.and_then(|c| c.labels.as_ref())),
             networks,
         }
     }
@@ -252,7 +269,7 @@ impl Fingerprint {
         if self.replicas != live.replicas {
             return Some("replicas");
         }
-        if !same_image(&self.image, &live.image) {
+        if !same_image(self.image, live.image) {
             return Some("image");
         }
         if self.resources != live.resources {
