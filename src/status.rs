@@ -333,14 +333,40 @@ impl StatusCache {
     }
 }
 
+/// Field by field, without copying either status (a resync compares every model's).
+/// Destructured so that a new field cannot be left out of the comparison.
 fn same_except_time(a: &ModelStatus, b: &ModelStatus) -> bool {
-    ModelStatus {
-        observed_at: 0.0,
-        ..a.clone()
-    } == ModelStatus {
-        observed_at: 0.0,
-        ..b.clone()
-    }
+    let ModelStatus {
+        name,
+        valid,
+        active,
+        phase,
+        message,
+        replicas_running,
+        replicas_desired,
+        synced,
+        source,
+        deployment_id,
+        deployment_time,
+        image,
+        services,
+        tasks,
+        observed_at: _,
+    } = a;
+    *name == b.name
+        && *valid == b.valid
+        && *active == b.active
+        && *phase == b.phase
+        && *message == b.message
+        && *replicas_running == b.replicas_running
+        && *replicas_desired == b.replicas_desired
+        && *synced == b.synced
+        && *source == b.source
+        && *deployment_id == b.deployment_id
+        && *deployment_time == b.deployment_time
+        && *image == b.image
+        && *services == b.services
+        && *tasks == b.tasks
 }
 
 #[cfg(test)]
