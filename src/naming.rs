@@ -56,7 +56,10 @@ static IMAGE_REFERENCE: LazyLock<Regex> = LazyLock::new(|| {
     let domain = format!("{host}(?::[0-9]+)?");
     let path_component = "[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*";
     let path = format!("{path_component}(?:/{path_component})*");
-    let tag = r"[\w][\w.-]{0,127}";
+    // Docker's grammar writes `[\w][\w.-]{0,127}` with Go's ASCII-only `\w`. Spelled out:
+    // a Unicode `\w` would also accept tags Docker refuses, and its 127 repeats compile
+    // to megabytes of automaton that every process would keep resident.
+    let tag = "[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}";
     let digest = "[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}";
     // The regex is assembled from fixed pieces above, so it always compiles.
     Regex::new(&format!(
@@ -167,6 +170,7 @@ mod tests {
             "model name",
             "model\nname",
             "model:tag:tag",
+            "model:t\u{e4}g",
             "/model",
             "model/",
             "https://registry/model",
