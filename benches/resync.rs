@@ -16,19 +16,17 @@ use mlmodel::sources::files::scan;
 use mlmodel::swarm::Swarm;
 use std::time::{Duration, Instant};
 
-/// Resyncs measured (after two unmeasured ones).
-const ROUNDS: usize = 20;
-
 fn main() {
     if !common::bench_mode("resync") {
         return;
     }
     let models = common::env_count("BENCH_MODELS", 1000);
+    let rounds = common::env_count("BENCH_ROUNDS", 20);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
-    runtime.block_on(run(models));
+    runtime.block_on(run(models, rounds));
 }
 
 /// CPU (this thread), CPU (whole process) and wall time of one run of `work`.
@@ -52,7 +50,7 @@ async fn measure<F: Future<Output = ()>>(work: F) -> Cost {
     }
 }
 
-async fn run(models: usize) {
+async fn run(models: usize, rounds: usize) {
     eprintln!("resync: building {models} models over the fake swarm...");
     let rig = FakeRig::new(models).await;
     rig.converge().await;
@@ -62,7 +60,7 @@ async fn run(models: usize) {
     let mut costs = Vec::new();
     let mut calls = Vec::new();
     let mut writes = 0;
-    for _ in 0..ROUNDS {
+    for _ in 0..rounds {
         rig.fake.reset_calls();
         costs.push(measure(rig.resync()).await);
         calls.push(rig.fake.calls().values().sum::<u64>() as f64);
@@ -73,7 +71,7 @@ async fn run(models: usize) {
     // Baseline: parse the list-services answer Docker would send for these services.
     let answer = docker_list_answer(&rig).await;
     let mut parse = Vec::new();
-    for _ in 0..ROUNDS {
+    for _ in 0..rounds {
         let before = CpuClock::Thread.now();
         let parsed: Vec<Service> = serde_json::from_slice(&answer).expect("parse");
         parse.push(CpuClock::Thread.now() - before);
@@ -82,7 +80,7 @@ async fn run(models: usize) {
 
     // Context: the relist alone, and the manifests rescan the watcher also runs each period.
     let mut relist = Vec::new();
-    for _ in 0..ROUNDS {
+    for _ in 0..rounds {
         relist.push(
             measure(async {
                 rig.controller.relist().await.expect("relist");
@@ -164,11 +162,11 @@ async fn run(models: usize) {
         ),
     ];
     print_table(
-        &format!("resync of {models} converged models (fake swarm, {ROUNDS} rounds)"),
+        &format!("resync of {models} converged models (fake swarm, {rounds} rounds)"),
         &rows,
         &[
             format!(
-                "baseline: CPU time to parse the JSON of Docker's list-services answer for these {} services ({:.1} MB), median of {ROUNDS}",
+                "baseline: CPU time to parse the JSON of Docker's list-services answer for these {} services ({:.1} MB), median of {rounds}",
                 listing.services.len(),
                 answer.len() as f64 / 1e6
             ),
