@@ -16,10 +16,12 @@ use std::time::Duration;
 /// Everything known about the live swarm, as of the last list or event.
 #[derive(Debug, Clone, Default)]
 pub struct Observed {
-    /// Services by id.
-    pub services: HashMap<String, ObservedService>,
-    /// Current tasks (desired running, or ready to restart) by service id.
-    pub tasks: HashMap<String, Vec<ObservedTask>>,
+    /// Services by id. Shared, so that publishing a change to one service (after every
+    /// Docker event) copies pointers rather than every service's spec.
+    pub services: HashMap<String, Arc<ObservedService>>,
+    /// Current tasks (desired running, or ready to restart) by service id (shared, like
+    /// the services).
+    pub tasks: HashMap<String, Arc<[ObservedTask]>>,
     /// Node host names by id.
     pub nodes: HashMap<String, String>,
     /// Network ids by name.
@@ -41,7 +43,7 @@ struct Index {
 }
 
 impl Index {
-    fn build(services: &HashMap<String, ObservedService>) -> Self {
+    fn build(services: &HashMap<String, Arc<ObservedService>>) -> Self {
         let mut index = Index::default();
         for service in services.values() {
             index
@@ -62,7 +64,7 @@ impl Index {
                     .push(service.id.clone());
             }
         }
-        let name = |id: &String| services.get(id).map(ObservedService::name);
+        let name = |id: &String| services.get(id).map(|s| s.name());
         for ids in index.owned.values_mut().flat_map(HashMap::values_mut) {
             ids.sort_by(|a, b| name(a).cmp(&name(b)));
         }
@@ -94,12 +96,13 @@ impl Observed {
             return ids
                 .into_iter()
                 .flatten()
-                .filter_map(|id| self.services.get(id))
+                .filter_map(|id| self.services.get(id).map(Arc::as_ref))
                 .collect();
         }
         let mut owned: Vec<&ObservedService> = self
             .services
             .values()
+            .map(Arc::as_ref)
             .filter(|s| {
                 s.label(labels::MANAGED_BY) == Some(instance)
                     && s.label(labels::NAME) == Some(model)
@@ -124,12 +127,13 @@ impl Observed {
                 .iter()
                 .filter_map(|name| index.named.get(*name))
                 .flatten()
-                .filter_map(|id| self.services.get(id))
+                .filter_map(|id| self.services.get(id).map(Arc::as_ref))
                 .filter(not_the_models)
                 .collect(),
             None => self
                 .services
                 .values()
+                .map(Arc::as_ref)
                 .filter(|s| names.contains(s.name()))
                 .filter(not_the_models)
                 .collect(),
@@ -165,7 +169,7 @@ impl Observed {
         services
             .iter()
             .filter_map(|s| self.tasks.get(&s.id))
-            .flatten()
+            .flat_map(|tasks| tasks.iter())
             .collect()
     }
 }
@@ -218,8 +222,6 @@ pub async fn relist(swarm: &dyn Swarm, cache: &ObservedCache) -> Result<(), Swar
         None
     };
     let now = crate::record::now_unix_seconds();
-    let services: HashMap<String, ObservedService> =
-        services.into_iter().map(|s| (s.id.clone(), s)).collect();
     let mut by_service: HashMap<String, Vec<ObservedTask>> = HashMap::new();
     for task in tasks {
         by_service
@@ -230,8 +232,14 @@ pub async fn relist(swarm: &dyn Swarm, cache: &ObservedCache) -> Result<(), Swar
     // Replaced, not updated: copying the old services only to drop them costs as much
     // as the list itself.
     cache.replace(|old| Observed {
-        services,
-        tasks: by_service,
+        services: services
+            .into_iter()
+            .map(|s| (s.id.clone(), Arc::new(s)))
+            .collect(),
+        tasks: by_service
+            .into_iter()
+            .map(|(id, tasks)| (id, Arc::from(tasks)))
+            .collect(),
         nodes: match nodes {
             Some(nodes) => nodes.into_iter().map(|n| (n.id, n.hostname)).collect(),
             None => old.nodes.clone(),
@@ -266,7 +274,9 @@ pub async fn refresh_service(
             service.desired_tasks = replicas(&service)
                 .or(old.map(|o| o.desired_tasks))
                 .unwrap_or(0);
-            observed.services.insert(service.id.clone(), service);
+            observed
+                .services
+                .insert(service.id.clone(), Arc::new(service));
         }
         None => {
             observed.services.remove(id);
@@ -441,7 +451,7 @@ mod tests {
                 service("4", "other", Some(("staging", "a"))),
                 service("5", "mlmodel_a_web", None),
             ] {
-                o.services.insert(s.id.clone(), s);
+                o.services.insert(s.id.clone(), Arc::new(s));
             }
         });
         let published = cache.get();
@@ -461,13 +471,13 @@ mod tests {
         let cache = ObservedCache::default();
         cache.update(|o| {
             let s = service("1", "mlmodel_a_web", Some(("mlmodel", "a")));
-            o.services.insert(s.id.clone(), s);
+            o.services.insert(s.id.clone(), Arc::new(s));
         });
         assert_eq!(cache.get().owned_by("mlmodel", "a").len(), 1);
         cache.update(|o| {
             o.services.remove("1");
             let s = service("2", "mlmodel_b_web", Some(("mlmodel", "b")));
-            o.services.insert(s.id.clone(), s);
+            o.services.insert(s.id.clone(), Arc::new(s));
         });
         let observed = cache.get();
         assert!(observed.owned_by("mlmodel", "a").is_empty());
