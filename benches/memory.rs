@@ -101,6 +101,13 @@ fn main() {
                 Target::Below(64.0),
             ),
             Row::new(
+                "VmRSS after malloc_trim(0)",
+                readings.trimmed,
+                Some(baseline.rss),
+                "MB",
+                Target::None,
+            ),
+            Row::new(
                 "live heap, controller running",
                 running.heap,
                 Some(baseline.heap),
@@ -125,6 +132,13 @@ fn main() {
                 "VmRSS after converging",
                 readings.converged.rss,
                 Some(baseline.rss),
+                "MB",
+                Target::None,
+            ),
+            Row::new(
+                "live heap after converging",
+                readings.converged.heap,
+                Some(baseline.heap),
                 "MB",
                 Target::None,
             ),
@@ -162,6 +176,7 @@ struct Readings {
     built: Reading,
     converged: Reading,
     running: Reading,
+    trimmed: f64,
     peak: f64,
     fake_heap: f64,
     store_disk: f64,
@@ -218,6 +233,11 @@ async fn run(models: usize) -> Readings {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let running_reading = Reading::now();
     let peak = proc_status_kb("VmHWM") as f64 * 1024.0 / 1e6;
+    // What of it is memory the allocator holds free: glibc keeps freed chunks in
+    // per-thread arenas until asked to give them back.
+    // SAFETY: malloc_trim only releases free memory; it is safe to call at any time.
+    unsafe { libc::malloc_trim(0) };
+    let trimmed = rss_mb();
 
     // The fake's share: the live bytes of a second fake holding the same services.
     let listed = rig.fake.list_services().await.expect("list");
@@ -239,6 +259,7 @@ async fn run(models: usize) -> Readings {
         built,
         converged,
         running: running_reading,
+        trimmed,
         peak,
         fake_heap,
         store_disk,
