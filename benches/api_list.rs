@@ -34,7 +34,9 @@ fn main() {
     let seconds = common::env_count("BENCH_SECONDS", 5).min(10) as u64;
     let client_threads = common::env_count("BENCH_CLIENT_THREADS", 1);
 
-    // The server runs as `mlmodel serve` does: tokio's default runtime, one worker per core.
+    // The server runs as `mlmodel serve` does: its allocator setting, tokio's default
+    // runtime with one worker per core.
+    mlmodel::serve::limit_malloc_arenas();
     let server = tokio::runtime::Runtime::new().expect("server runtime");
     let (api_addr, baseline_addr, _rig) = server.block_on(start_servers(models));
     let client = tokio::runtime::Builder::new_multi_thread()
@@ -88,9 +90,9 @@ fn main() {
             Target::None,
         ),
         Row::new(
-            "response body",
+            "GET / response body",
             body.len() as f64 / 1e3,
-            Some(0.002),
+            None,
             "kB",
             Target::None,
         ),
@@ -99,7 +101,7 @@ fn main() {
         &format!("GET / with {models} models, {connections} keep-alive connections, {seconds} s"),
         &rows,
         &[
-            "baseline: an axum route answering the constant body [] (application/json), same load generator, same run".to_string(),
+            "baseline: an axum route answering the constant 2-byte body [] (application/json), same load generator, same run".to_string(),
             format!(
                 "server: tokio default runtime ({} workers); load generator: {client_threads} thread(s) in the same process, on the same cores",
                 std::thread::available_parallelism().map_or(0, |n| n.get())

@@ -108,6 +108,7 @@ pub(super) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         concurrency: args.concurrency,
         token: args.token.filter(|t| !t.is_empty()),
     };
+    serve::limit_malloc_arenas();
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
         let shutdown = CancellationToken::new();
