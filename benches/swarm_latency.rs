@@ -152,7 +152,7 @@ async fn run() {
                 raw_recreate.len()
             ),
             format!(
-                "range: creates {:.0}..{:.0} ms, recreates {:.0}..{:.0} ms",
+                "range: creates {:.1}..{:.1} ms, recreates {:.1}..{:.1} ms",
                 to_create.min(),
                 to_create.max(),
                 recreate.min(),

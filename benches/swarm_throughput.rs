@@ -67,9 +67,9 @@ async fn run() {
         ),
         Row::new(
             "time to issue the writes",
-            secs(controlled.writes),
-            Some(secs(raw.writes)),
-            "s",
+            controlled.writes.as_secs_f64() * 1e3,
+            Some(raw.writes.as_secs_f64() * 1e3),
+            "ms",
             Target::None,
         ),
     ];
