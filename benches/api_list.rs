@@ -56,9 +56,9 @@ fn main() {
     assert_eq!(client.block_on(fetch_once(baseline_addr)).as_ref(), b"[]");
 
     eprintln!("api_list: {connections} connections, {seconds} s each: constant route...");
-    let baseline = client.block_on(load.run(baseline_addr));
+    let baseline = client.block_on(load.run(baseline_addr, 2));
     eprintln!("api_list: GET / with {models} models...");
-    let listing = client.block_on(load.run(api_addr));
+    let listing = client.block_on(load.run(api_addr, body.len()));
 
     let rows = [
         Row::new(
@@ -107,7 +107,7 @@ fn main() {
                 std::thread::available_parallelism().map_or(0, |n| n.get())
             ),
             format!(
-                "requests: {} to GET / and {} to the baseline, all answered 200; the first {} s of each run were not counted",
+                "requests: {} to GET / and {} to the baseline, each answered 200 with the whole body; the first {} s of each run were not counted",
                 listing.requests,
                 baseline.requests,
                 load.warmup.as_secs()
@@ -205,7 +205,8 @@ impl Outcome {
 }
 
 impl Load {
-    async fn run(&self, addr: SocketAddr) -> Outcome {
+    /// Runs the load against `addr`; every answer must be 200 with a body of `body_len` bytes.
+    async fn run(&self, addr: SocketAddr, body_len: usize) -> Outcome {
         let start = Instant::now();
         let counted_from = start + self.warmup;
         let end = counted_from + self.duration;
@@ -219,7 +220,8 @@ impl Load {
                     if sent >= end {
                         break;
                     }
-                    get_root(&mut sender, addr).await;
+                    let body = get_root(&mut sender, addr).await;
+                    assert_eq!(body.len(), body_len, "a whole answer");
                     if sent >= counted_from {
                         latencies.push(sent.elapsed());
                     }
