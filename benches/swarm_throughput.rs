@@ -3,8 +3,9 @@
 //!
 //! NEEDS A DOCKER SWARM MANAGER (scripts/swarm-up.sh); refuses to run without one.
 //!
-//! Two phases, measured the same way, with everything removed (and its containers gone)
-//! between them:
+//! Two kinds of phase, measured the same way, with everything removed (and its containers
+//! gone) between phases, run in the order raw, mlmodel, mlmodel, raw (`BENCH_ROUNDS`, 2 by
+//! default) so that load that comes and goes weighs on both alike:
 //! 1. raw floor: the same service specs mlmodel would send, created one after another
 //!    through the API adapter as fast as Docker answers;
 //! 2. mlmodel: `mlmodel serve` with its default flags, and the 100 manifests written into
@@ -35,19 +36,58 @@ fn main() {
 }
 
 /// How long a phase took to get its writes out, its services created and its tasks running.
+#[derive(Debug, Clone, Copy)]
 struct Phase {
     writes: Duration,
     services: Duration,
     running: Duration,
 }
 
+impl Phase {
+    /// The mean of each time over several phases.
+    fn mean(phases: &[Phase]) -> Phase {
+        let mean = |time: fn(&Phase) -> Duration| {
+            phases.iter().map(time).sum::<Duration>() / phases.len().max(1) as u32
+        };
+        Phase {
+            writes: mean(|p| p.writes),
+            services: mean(|p| p.services),
+            running: mean(|p| p.running),
+        }
+    }
+}
+
 async fn run() {
     let real = swarm::require_swarm("swarm_throughput").await;
     let models = common::env_count("BENCH_MODELS", 100);
+    let rounds = common::env_count("BENCH_ROUNDS", 2);
     let names: Vec<String> = (0..models).map(|i| format!("m{i:03}")).collect();
 
-    let raw = raw_phase(&real, &names).await;
-    let controlled = mlmodel_phase(&real, &names).await;
+    // Raw, mlmodel, mlmodel, raw, ...: whatever drifts during the run (other load, the
+    // engine's own clean-up) weighs on both sides alike.
+    let (mut raw, mut controlled) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        if round % 2 == 0 {
+            raw.push(raw_phase(&real, &names).await);
+            controlled.push(mlmodel_phase(&real, &names).await);
+        } else {
+            controlled.push(mlmodel_phase(&real, &names).await);
+            raw.push(raw_phase(&real, &names).await);
+        }
+    }
+    let each = |phases: &[Phase]| {
+        phases
+            .iter()
+            .map(|p| format!("{:.1}", p.running.as_secs_f64()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let runs_note = format!(
+        "all tasks running, each run in order: mlmodel {} s; raw {} s",
+        each(&controlled),
+        each(&raw)
+    );
+    let (raw, controlled) = (Phase::mean(&raw), Phase::mean(&controlled));
 
     let secs = |d: Duration| d.as_secs_f64();
     let rows = [
@@ -74,12 +114,13 @@ async fn run() {
         ),
     ];
     print_table(
-        &format!("{models} new models on the real swarm, one replica each"),
+        &format!("{models} new models on the real swarm, one replica each (mean of {rounds} runs each)"),
         &rows,
         &[
             "value: mlmodel serve (default flags) picking up manifests written one after another".to_string(),
             "baseline: the same specs created one after another through the raw API, measured the same way in the same run".to_string(),
             "writes: manifest files written (mlmodel) or create calls answered (raw); times polled every 250 ms".to_string(),
+            runs_note,
         ],
     );
 }
