@@ -141,27 +141,16 @@ fn show(value: &Json) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::defaults;
     use serde_json::json;
     use std::collections::BTreeMap;
 
     fn spec() -> ModelSpec {
         ModelSpec {
-            name: "carls_model".into(),
-            domain: "carls-model.com".into(),
             image: "team/model:2".into(),
-            port: defaults::PORT,
             build_id: "b2".into(),
             run_id: "r1".into(),
-            scale: defaults::SCALE,
-            cpu_limit: defaults::CPU_LIMIT.into(),
-            cpu_reservation: defaults::CPU_RESERVATION.into(),
-            mem_limit: defaults::MEM_LIMIT.into(),
-            mem_reservation: defaults::MEM_RESERVATION.into(),
-            deploy_delay: defaults::DEPLOY_DELAY.into(),
-            deploy_monitor_period: defaults::DEPLOY_MONITOR_PERIOD.into(),
-            template_file: defaults::TEMPLATE_FILE.into(),
             extra_template_attributes: BTreeMap::from([("team".into(), json!("search"))]),
+            ..crate::validate::tests::good_spec()
         }
     }
 
