@@ -1,7 +1,6 @@
 //! Carrying out a plan's actions through the Swarm trait, one logged line per write.
 
 use super::Controller;
-use crate::observe;
 use crate::plan::{Action, drift};
 use crate::swarm::{NetworkRequest, SwarmError};
 use std::sync::atomic::Ordering;
@@ -47,23 +46,11 @@ impl Controller {
                             reason = "it was missing",
                             "created service {name} of model {model} because it was missing"
                         );
-                        observe::refresh_service(
-                            self.swarm.as_ref(),
-                            &self.observed,
-                            &self.instance.name,
-                            &id,
-                        )
-                        .await?;
+                        self.refresh(&id).await?;
                     }
                     Err(SwarmError::Conflict { .. }) => {
                         // The cache was behind: the name exists. Look again and reconcile anew.
-                        observe::refresh_service(
-                            self.swarm.as_ref(),
-                            &self.observed,
-                            &self.instance.name,
-                            name,
-                        )
-                        .await?;
+                        self.refresh(name).await?;
                         self.queue.add(model);
                     }
                     Err(e) => return Err(e),
@@ -115,24 +102,12 @@ impl Controller {
                         reason,
                         "updated service {name} of model {model} because {reason}"
                     );
-                    observe::refresh_service(
-                        self.swarm.as_ref(),
-                        &self.observed,
-                        &self.instance.name,
-                        id,
-                    )
-                    .await?;
+                    self.refresh(id).await?;
                     return Ok(());
                 }
                 Err(SwarmError::OutOfSequence { .. }) if attempt < OUT_OF_SEQUENCE_RETRIES => {
                     attempt += 1;
-                    observe::refresh_service(
-                        self.swarm.as_ref(),
-                        &self.observed,
-                        &self.instance.name,
-                        id,
-                    )
-                    .await?;
+                    self.refresh(id).await?;
                     let observed = self.observed.get();
                     let Some(live) = observed.services.get(id) else {
                         // Removed meanwhile: the next reconcile recreates it.

@@ -371,6 +371,18 @@ impl Controller {
         }
     }
 
+    /// Re-reads one service into the observed cache (after a write or an event); returns
+    /// the model it belongs to, if it is this instance's.
+    async fn refresh(&self, id_or_name: &str) -> Result<Option<String>, SwarmError> {
+        crate::observe::refresh_service(
+            self.swarm.as_ref(),
+            &self.observed,
+            &self.instance.name,
+            id_or_name,
+        )
+        .await
+    }
+
     /// Docker API calls made so far, by kind.
     pub fn docker_calls(&self) -> std::collections::BTreeMap<&'static str, u64> {
         self.calls.calls()

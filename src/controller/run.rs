@@ -115,22 +115,13 @@ impl Controller {
                         self.queue.add(&name);
                     }
                 }
-                WatchOutput::ServiceChanged { id } => {
-                    match observe::refresh_service(
-                        self.swarm.as_ref(),
-                        &self.observed,
-                        &self.instance.name,
-                        &id,
-                    )
-                    .await
-                    {
-                        Ok(Some(model)) => self.queue.add(&model),
-                        Ok(None) => {}
-                        Err(e) => {
-                            warn!(service = %id, error = %e, "cannot inspect service after event")
-                        }
+                WatchOutput::ServiceChanged { id } => match self.refresh(&id).await {
+                    Ok(Some(model)) => self.queue.add(&model),
+                    Ok(None) => {}
+                    Err(e) => {
+                        warn!(service = %id, error = %e, "cannot inspect service after event")
                     }
-                }
+                },
                 WatchOutput::Disconnected { error, retry_in } => {
                     self.set_docker_health(false, format!("event stream lost: {error}"));
                     warn!(error = %error, retry_in_ms = retry_in.as_millis() as u64, "lost docker's event stream; reconnecting");
