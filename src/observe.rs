@@ -6,7 +6,10 @@
 //! missed), then follow events; when the stream drops, back off and start over.
 
 use crate::stack::labels;
-use crate::swarm::{ObservedNode, ObservedService, ObservedTask, Swarm, SwarmError, SwarmEvent};
+use crate::swarm::{
+    ListedTask, ObservedNode, ObservedService, ObservedTask, Swarm, SwarmError, SwarmEvent,
+    runs_template,
+};
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 use std::collections::{BTreeSet, HashMap};
@@ -213,7 +216,7 @@ pub async fn relist(swarm: &dyn Swarm, cache: &ObservedCache) -> Result<(), Swar
         let known = cache.get();
         tasks
             .iter()
-            .filter_map(|t| t.node_id.as_ref())
+            .filter_map(|t| t.task.node_id.as_ref())
             .any(|n| !known.nodes.contains_key(n))
     };
     let nodes: Option<Vec<ObservedNode>> = if unknown_node {
@@ -222,8 +225,16 @@ pub async fn relist(swarm: &dyn Swarm, cache: &ObservedCache) -> Result<(), Swar
         None
     };
     let now = crate::record::now_unix_seconds();
+    let services: HashMap<String, Arc<ObservedService>> = services
+        .into_iter()
+        .map(|s| (s.id.clone(), Arc::new(s)))
+        .collect();
     let mut by_service: HashMap<String, Vec<ObservedTask>> = HashMap::new();
-    for task in tasks {
+    for ListedTask { mut task, spec } in tasks {
+        task.up_to_date = services
+            .get(&task.service_id)
+            .and_then(|service| service.spec.task_template.as_ref())
+            .is_some_and(|template| runs_template(&spec, template));
         by_service
             .entry(task.service_id.clone())
             .or_default()
@@ -232,10 +243,7 @@ pub async fn relist(swarm: &dyn Swarm, cache: &ObservedCache) -> Result<(), Swar
     // Replaced, not updated: copying the old services only to drop them costs as much
     // as the list itself.
     cache.replace(|old| Observed {
-        services: services
-            .into_iter()
-            .map(|s| (s.id.clone(), Arc::new(s)))
-            .collect(),
+        services,
         tasks: by_service
             .into_iter()
             .map(|(id, tasks)| (id, Arc::from(tasks)))
@@ -274,6 +282,11 @@ pub async fn refresh_service(
             service.desired_tasks = replicas(&service)
                 .or(old.map(|o| o.desired_tasks))
                 .unwrap_or(0);
+            // A new template leaves the listed tasks behind until the next list shows
+            // which ones Swarm has replaced.
+            if old.is_some_and(|o| o.spec.task_template != service.spec.task_template) {
+                outdate_tasks(&mut observed.tasks, &service.id);
+            }
             observed
                 .services
                 .insert(service.id.clone(), Arc::new(service));
@@ -284,6 +297,20 @@ pub async fn refresh_service(
         }
     });
     Ok(after.or(before))
+}
+
+/// Marks every cached task of a service as not up to date.
+fn outdate_tasks(tasks: &mut HashMap<String, Arc<[ObservedTask]>>, service_id: &str) {
+    if let Some(listed) = tasks.get_mut(service_id) {
+        let outdated: Vec<ObservedTask> = listed
+            .iter()
+            .map(|task| ObservedTask {
+                up_to_date: false,
+                ..task.clone()
+            })
+            .collect();
+        *listed = Arc::from(outdated);
+    }
 }
 
 /// The replica count a replicated service's spec asks for.

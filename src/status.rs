@@ -175,6 +175,12 @@ pub fn derive(
     let updating = services
         .iter()
         .any(|s| s.update_state.as_deref() == Some("updating"));
+    // Running the current template: the old tasks of a rollout Swarm has not begun yet
+    // run too, and the replica counts include them.
+    let current = tasks
+        .iter()
+        .filter(|t| t.up_to_date && t.state == "running")
+        .count() as u64;
     let (phase, message) = if !verdict.problem.is_empty() && verdict.fatal {
         (Phase::Failed, verdict.problem.clone())
     } else if let Some(failure) = rollout_failure {
@@ -187,7 +193,7 @@ pub fn derive(
         }
     } else if services.is_empty() {
         (Phase::Pending, verdict.problem.clone())
-    } else if running >= desired && verdict.synced && !updating {
+    } else if running >= desired && current >= desired && verdict.synced && !updating {
         (Phase::Available, verdict.problem.clone())
     } else if let Some(error) = task_error.clone().filter(|_| running < desired) {
         (Phase::Degraded, error)
@@ -402,6 +408,7 @@ mod tests {
             state_since: None,
             message: String::new(),
             error: error.into(),
+            up_to_date: true,
         }
     }
 
@@ -468,8 +475,22 @@ mod tests {
                 "all running",
                 verdict(),
                 vec![service(2, 2, None)],
-                vec![task(1, "running", "")],
+                vec![task(1, "running", ""), task(2, "running", "")],
                 Phase::Available,
+                "",
+            ),
+            (
+                "a new template taken, the old tasks still running and not yet replaced",
+                verdict(),
+                vec![service(2, 2, None)],
+                vec![
+                    ObservedTask {
+                        up_to_date: false,
+                        ..task(1, "running", "")
+                    },
+                    task(2, "running", ""),
+                ],
+                Phase::Progressing,
                 "",
             ),
             (

@@ -13,7 +13,9 @@ use bollard::models::{
 };
 use futures_util::StreamExt;
 use mlmodel::swarm::docker::DockerSwarm;
-use mlmodel::swarm::{NetworkRequest, ObservedService, Swarm, SwarmError, SwarmEvent};
+use mlmodel::swarm::{
+    NetworkRequest, ObservedService, Swarm, SwarmError, SwarmEvent, runs_template,
+};
 use std::collections::HashMap;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -182,9 +184,24 @@ async fn a_created_service_is_listed_and_its_task_comes_up_running_in_slot_one()
     wait_for(&swarm, &name, "one running task", |s| s.running_tasks == 1).await;
     let node_id = swarm.info().await.unwrap().node_id;
     let tasks = swarm.list_tasks().await.unwrap();
-    let ours: Vec<_> = tasks.iter().filter(|task| task.service_id == id).collect();
+    let ours: Vec<_> = tasks
+        .iter()
+        .filter(|listed| listed.task.service_id == id)
+        .collect();
     assert_eq!(ours.len(), 1, "{tasks:#?}");
-    let task = ours[0];
+    // The task's spec reads back as the service's template, and as no other: what
+    // tells a task of the current template from one a rollout has yet to replace.
+    let current = swarm.inspect_service(&id).await.unwrap().unwrap();
+    let template = current.spec.task_template.clone().unwrap();
+    assert!(
+        runs_template(&ours[0].spec, &template),
+        "task spec {:#?}\nservice template {template:#?}",
+        ours[0].spec
+    );
+    let mut other = template.clone();
+    other.container_spec.as_mut().unwrap().image = Some("mlmodel-test/static-http:2".into());
+    assert!(!runs_template(&ours[0].spec, &other));
+    let task = &ours[0].task;
     assert_eq!(task.slot, Some(1));
     assert_eq!(task.node_id.as_deref(), Some(node_id.as_str()));
     assert_eq!(task.state, "running");

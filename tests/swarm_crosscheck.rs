@@ -17,8 +17,8 @@ mod common;
 
 use bollard::Docker;
 use common::{
-    StackGuard, docker_cli, docker_lines, docker_ok, remove_stack, skip_or_fail, stack_networks,
-    stack_services, unique_name,
+    StackGuard, docker_cli, docker_lines, docker_ok, remove_stack, skip_or_fail, stack_network_ids,
+    stack_networks, stack_services, unique_name,
 };
 use mlmodel::convert::convert_yaml;
 use mlmodel::stack::{StackSpec, labels};
@@ -143,12 +143,23 @@ fn check_fixture(handle: &Handle, docker: &Docker, fixture: &Path) -> Result<(),
         }
     }
     report.extend(compare_networks_with_ours(stack, &ours));
-    let docker_networks = inspect_networks(&stack_networks(stack));
+    let docker_networks = inspect_networks(&stack_network_ids(stack));
 
-    // Phase 2: the same stack from mlmodel's own specs, through the API.
+    // Phase 2: the same stack from mlmodel's own specs, through the API, under a second
+    // name and compared with that name mapped back to the first: Docker 20.10 can leave
+    // a removed stack network behind on the node (held by its load-balancer endpoint),
+    // and a network recreated under the same name would then be ambiguous.
     remove_stack(stack);
-    handle.block_on(create_stack(docker, &ours))?;
-    let by_mlmodel = inspect_services(&stack_services(stack));
+    let again = StackGuard::new(format!("{stack}-again"));
+    let ours_again = convert_yaml(again.name(), &yaml)
+        .map_err(|errors| format!("mlmodel refused the file: {errors:#?}"))?;
+    let as_first = |value: Value| renamed(value, again.name(), stack);
+    let our_network_ids = handle.block_on(create_stack(docker, &ours_again))?;
+    let by_mlmodel: BTreeMap<String, Value> = inspect_services(&stack_services(again.name()))
+        .into_values()
+        .map(as_first)
+        .map(|spec| (spec["Name"].as_str().unwrap_or_default().to_string(), spec))
+        .collect();
     for (name, theirs) in &by_docker {
         match by_mlmodel.get(name) {
             None => report.push(format!("{name}: missing after creating mlmodel's specs")),
@@ -159,24 +170,27 @@ fn check_fixture(handle: &Handle, docker: &Docker, fixture: &Path) -> Result<(),
             ),
         }
     }
-    let our_networks = inspect_networks(&stack_networks(stack));
-    for line in diff(
-        &Value::Object(docker_networks),
-        &Value::Object(our_networks),
-    ) {
+    let our_networks = as_first(Value::Object(inspect_networks(&our_network_ids)));
+    for line in diff(&Value::Object(docker_networks), &our_networks) {
         report.push(format!(
             "networks (created by docker vs by mlmodel): {line}"
         ));
     }
-    let listed = docker_lines(&["stack", "services", stack, "--format", "{{.Name}}"]);
+    let listed: Vec<String> =
+        docker_lines(&["stack", "services", again.name(), "--format", "{{.Name}}"])
+            .into_iter()
+            .map(|name| name.replace(again.name(), stack))
+            .collect();
     let mut listed_sorted = listed.clone();
     listed_sorted.sort();
     if listed_sorted != names {
         report.push(format!(
-            "docker stack services lists {listed:?}, expected {names:?}"
+            "docker stack services lists {listed:?} (named after the first stack), expected \
+             {names:?}"
         ));
     }
-    report.extend(wait_for_running_tasks(&ours));
+    report.extend(wait_for_running_tasks(&ours_again));
+    drop(again);
     drop(guard);
     if report.is_empty() {
         Ok(())
@@ -185,13 +199,22 @@ fn check_fixture(handle: &Handle, docker: &Docker, fixture: &Path) -> Result<(),
     }
 }
 
-/// Creates the stack's networks and services from mlmodel's specs.
-async fn create_stack(docker: &Docker, stack: &StackSpec) -> Result<(), String> {
+/// `value` with every occurrence of the stack name `from` in its strings replaced by `to`.
+fn renamed(value: Value, from: &str, to: &str) -> Value {
+    let text = serde_json::to_string(&value).expect("JSON values serialise");
+    serde_json::from_str(&text.replace(from, to)).expect("a renamed stack is still JSON")
+}
+
+/// Creates the stack's networks and services from mlmodel's specs; returns the ids of
+/// the networks.
+async fn create_stack(docker: &Docker, stack: &StackSpec) -> Result<Vec<String>, String> {
+    let mut network_ids = Vec::new();
     for network in &stack.networks {
-        docker
+        let created = docker
             .create_network(network.create_request())
             .await
             .map_err(|e| format!("creating network {}: {e}", network.name))?;
+        network_ids.push(created.id);
     }
     for service in &stack.services {
         docker
@@ -199,7 +222,7 @@ async fn create_stack(docker: &Docker, stack: &StackSpec) -> Result<(), String> 
             .await
             .map_err(|e| format!("creating service {:?}: {e}", service.name))?;
     }
-    Ok(())
+    Ok(network_ids)
 }
 
 /// Maps full network IDs to names, for the targets of network attachments.
@@ -253,17 +276,22 @@ fn inspect_services(names: &[String]) -> BTreeMap<String, Value> {
 }
 
 /// The fields of each network that a stack decides, by name.
-fn inspect_networks(names: &[String]) -> Map<String, Value> {
+///
+/// Looked up by id, not by name: the overlay network a stack removal has just deleted can
+/// linger on the node under the same name until its endpoints are torn down, and Docker
+/// then refuses to inspect that name as ambiguous.
+fn inspect_networks(ids: &[String]) -> Map<String, Value> {
     let mut out = Map::new();
-    for name in names {
-        let inspected: Vec<Value> = serde_json::from_str(&docker_ok(&["network", "inspect", name]))
+    for id in ids {
+        let inspected: Vec<Value> = serde_json::from_str(&docker_ok(&["network", "inspect", id]))
             .expect("docker network inspect prints JSON");
         let n = &inspected[0];
+        let name = n["Name"].as_str().unwrap_or_default().to_string();
         let mut options = n["Options"].as_object().cloned().unwrap_or_default();
         // The VXLAN id is allocated per network; everything else must match.
         options.remove("com.docker.network.driver.overlay.vxlanid_list");
         out.insert(
-            name.clone(),
+            name,
             json!({
                 "Driver": n["Driver"], "Scope": n["Scope"], "Attachable": n["Attachable"],
                 "Internal": n["Internal"], "Ingress": n["Ingress"], "EnableIPv6": n["EnableIPv6"],
@@ -285,7 +313,7 @@ fn compare_networks_with_ours(stack: &str, ours: &StackSpec) -> Vec<String> {
             "docker created networks {created:?}, mlmodel would create {expected:?}"
         ));
     }
-    let inspected = inspect_networks(&created);
+    let inspected = inspect_networks(&stack_network_ids(stack));
     for network in &ours.networks {
         let Some(theirs) = inspected.get(&network.name) else {
             continue;

@@ -229,6 +229,43 @@ async fn an_edited_manifest_updates_the_service_and_appends_history() {
 }
 
 #[tokio::test]
+async fn a_new_image_is_not_available_while_the_old_tasks_still_run_it() {
+    let rig = Rig::new().await;
+    write(rig.manifests.path(), "m.yml", &manifest("m", 2));
+    rig.rescan();
+    rig.converge().await;
+    assert_eq!(rig.status("m").phase, Phase::Available);
+    // Swarm has taken the new spec but not yet started replacing the tasks: both old
+    // replicas run and no update status shows yet.
+    rig.fake.hold_rollout("mlmodel_m_mlmodel").unwrap();
+    write(
+        rig.manifests.path(),
+        "m.yml",
+        &manifest("m", 2).replace("static-http:1", "static-http:2"),
+    );
+    rig.rescan();
+    assert_eq!(rig.controller.reconcile("m").await, Outcome::Done);
+    let written = rig.status("m");
+    assert_eq!(written.phase, Phase::Progressing, "{written:?}");
+    assert_eq!(written.replicas_running, 2, "{written:?}");
+    rig.converge().await;
+    let listed = rig.status("m");
+    assert_eq!(listed.phase, Phase::Progressing, "{listed:?}");
+    assert!(listed.synced, "{listed:?}");
+
+    rig.fake.release_rollout("mlmodel_m_mlmodel").unwrap();
+    rig.converge().await;
+    let done = rig.status("m");
+    assert_eq!(done.phase, Phase::Available, "{done:?}");
+    assert!(
+        done.tasks
+            .iter()
+            .all(|task| task.image == "mlmodel-test/static-http:2"),
+        "{done:?}"
+    );
+}
+
+#[tokio::test]
 async fn hand_edits_are_reverted_and_hand_removals_recreated() {
     let rig = Rig::new().await;
     write(rig.manifests.path(), "m.yml", &manifest("m", 2));

@@ -1,7 +1,7 @@
 //! A [`Swarm`] decorator that counts calls by kind, for the metrics endpoint.
 
 use super::{
-    NetworkRequest, ObservedNode, ObservedService, ObservedTask, Swarm, SwarmError, SwarmEvent,
+    ListedTask, NetworkRequest, ObservedNode, ObservedService, Swarm, SwarmError, SwarmEvent,
     SwarmInfo,
 };
 use async_trait::async_trait;
@@ -89,7 +89,7 @@ impl Swarm for CountingSwarm {
         self.count(5);
         self.inner.remove_service(id).await
     }
-    async fn list_tasks(&self) -> Result<Vec<ObservedTask>, SwarmError> {
+    async fn list_tasks(&self) -> Result<Vec<ListedTask>, SwarmError> {
         self.count(6);
         self.inner.list_tasks().await
     }

@@ -5,8 +5,8 @@
 //! failure is the reconciler's job.
 
 use super::{
-    NetworkRequest, ObservedNode, ObservedService, ObservedTask, Swarm, SwarmError, SwarmEvent,
-    SwarmInfo,
+    ListedTask, NetworkRequest, ObservedNode, ObservedService, ObservedTask, Swarm, SwarmError,
+    SwarmEvent, SwarmInfo,
 };
 use async_trait::async_trait;
 use bollard::Docker;
@@ -21,6 +21,7 @@ use bollard::query_parameters::{
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// The real swarm, reached through the Docker Engine API.
 #[derive(Debug, Clone)]
@@ -158,7 +159,7 @@ impl Swarm for DockerSwarm {
         }
     }
 
-    async fn list_tasks(&self) -> Result<Vec<ObservedTask>, SwarmError> {
+    async fn list_tasks(&self) -> Result<Vec<ListedTask>, SwarmError> {
         // "ready" as well as "running": a task that was rejected (missing image) or
         // failed waits out its restart delay with desired state Ready, and it is the only
         // current task that carries Swarm's error. Older attempts are desired Shutdown.
@@ -332,29 +333,34 @@ fn observed_service(service: Service) -> ObservedService {
     }
 }
 
-fn observed_task(task: Task) -> ObservedTask {
+fn observed_task(task: Task) -> ListedTask {
     let status = task.status.unwrap_or_default();
-    ObservedTask {
-        id: task.id.unwrap_or_default(),
-        service_id: task.service_id.unwrap_or_default(),
-        slot: task.slot,
-        node_id: task.node_id.filter(|node| !node.is_empty()),
-        image: task
-            .spec
-            .and_then(|spec| spec.container_spec)
-            .and_then(|container| container.image)
-            .unwrap_or_default(),
-        desired_state: task
-            .desired_state
-            .map(|state| state.to_string())
-            .unwrap_or_default(),
-        state: status
-            .state
-            .map(|state| state.to_string())
-            .unwrap_or_default(),
-        state_since: status.timestamp,
-        message: status.message.unwrap_or_default(),
-        error: status.err.unwrap_or_default(),
+    let spec = task.spec.unwrap_or_default();
+    ListedTask {
+        task: ObservedTask {
+            id: task.id.unwrap_or_default(),
+            service_id: task.service_id.unwrap_or_default(),
+            slot: task.slot,
+            node_id: task.node_id.filter(|node| !node.is_empty()),
+            image: spec
+                .container_spec
+                .as_ref()
+                .and_then(|container| container.image.clone())
+                .unwrap_or_default(),
+            desired_state: task
+                .desired_state
+                .map(|state| state.to_string())
+                .unwrap_or_default(),
+            state: status
+                .state
+                .map(|state| state.to_string())
+                .unwrap_or_default(),
+            state_since: status.timestamp,
+            message: status.message.unwrap_or_default(),
+            error: status.err.unwrap_or_default(),
+            up_to_date: false,
+        },
+        spec: Arc::new(spec),
     }
 }
 
@@ -546,7 +552,18 @@ mod tests {
             }
         });
         let task: Task = serde_json::from_value(json).unwrap();
-        let observed = observed_task(task);
+        let listed = observed_task(task);
+        assert_eq!(
+            listed
+                .spec
+                .container_spec
+                .as_ref()
+                .unwrap()
+                .image
+                .as_deref(),
+            Some("img:1")
+        );
+        let observed = listed.task;
         assert_eq!(observed.node_id, None);
         assert_eq!(observed.slot, Some(1));
         assert_eq!(observed.image, "img:1");

@@ -9,22 +9,23 @@
 //!
 //! Tests steer it with knobs: inject the next error of a kind of call ([`FakeSwarm::fail_next`]),
 //! take Docker away ([`FakeSwarm::set_unreachable`]), make tasks fail to run
-//! ([`FakeSwarm::set_running`], [`FakeSwarm::set_task_error`]), act like a human at the CLI
+//! ([`FakeSwarm::set_running`], [`FakeSwarm::set_task_error`]), keep tasks on the old
+//! template after an update ([`FakeSwarm::hold_rollout`]), act like a human at the CLI
 //! (`*_by_hand`), and count calls by kind ([`FakeSwarm::calls`]) to assert, for example, that
 //! a resync of a converged swarm writes nothing.
 //!
 //! What it does not do: fill in Docker's defaults, run rolling updates, or schedule.
 
 use super::{
-    NetworkRequest, ObservedNode, ObservedService, ObservedTask, Swarm, SwarmError, SwarmEvent,
-    SwarmInfo,
+    ListedTask, NetworkRequest, ObservedNode, ObservedService, ObservedTask, Swarm, SwarmError,
+    SwarmEvent, SwarmInfo,
 };
 use async_trait::async_trait;
-use bollard::models::{NetworkAttachmentConfig, ServiceSpec, ServiceSpecMode};
+use bollard::models::{NetworkAttachmentConfig, ServiceSpec, ServiceSpecMode, TaskSpec};
 use futures_util::StreamExt;
 use futures_util::stream::{self, BoxStream};
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::broadcast;
 
@@ -132,6 +133,10 @@ struct FakeService {
     running: Option<u64>,
     /// State and error shown by the tasks that do not run.
     stuck: (String, String),
+    /// The task template its tasks were created from.
+    task_spec: Arc<TaskSpec>,
+    /// Whether updates leave the tasks on their old template (a rollout not yet begun).
+    held: bool,
 }
 
 impl Default for FakeSwarm {
@@ -244,6 +249,23 @@ impl FakeSwarm {
         let mut swarm = self.lock();
         let service = swarm.service_named_mut(name)?;
         service.update_status = Some((state.to_string(), message.to_string()));
+        Ok(())
+    }
+
+    /// Holds the service's rollouts: until [`FakeSwarm::release_rollout`], its tasks keep
+    /// the template they run now, as in the moments before Swarm starts an update.
+    pub fn hold_rollout(&self, name: &str) -> Result<(), SwarmError> {
+        let mut swarm = self.lock();
+        swarm.service_named_mut(name)?.held = true;
+        Ok(())
+    }
+
+    /// Ends [`FakeSwarm::hold_rollout`]: the tasks run the current template at once.
+    pub fn release_rollout(&self, name: &str) -> Result<(), SwarmError> {
+        let mut swarm = self.lock();
+        let service = swarm.service_named_mut(name)?;
+        service.held = false;
+        service.task_spec = Arc::new(service.spec.task_template.clone().unwrap_or_default());
         Ok(())
     }
 
@@ -430,6 +452,8 @@ impl State {
         let service = FakeService {
             id: id.clone(),
             version: self.index,
+            task_spec: Arc::new(spec.task_template.clone().unwrap_or_default()),
+            held: false,
             spec,
             updated_at: now_rfc3339(),
             update_status: None,
@@ -467,7 +491,13 @@ impl State {
         // Docker rolls tasks (and reports an update status) only when the task template
         // changes; labels and replicas change in place. The fake's roll ends at once.
         if spec.task_template != service.spec.task_template {
-            service.update_status = Some(("completed".to_string(), "update completed".to_string()));
+            if service.held {
+                service.update_status = None;
+            } else {
+                service.update_status =
+                    Some(("completed".to_string(), "update completed".to_string()));
+                service.task_spec = Arc::new(spec.task_template.clone().unwrap_or_default());
+            }
         }
         service.spec = spec;
         service.version = index;
@@ -489,7 +519,7 @@ impl State {
         ))
     }
 
-    fn tasks(&self) -> Vec<ObservedTask> {
+    fn tasks(&self) -> Vec<ListedTask> {
         self.services
             .values()
             .flat_map(FakeService::tasks)
@@ -533,13 +563,12 @@ impl FakeService {
         }
     }
 
-    fn tasks(&self) -> Vec<ObservedTask> {
+    fn tasks(&self) -> Vec<ListedTask> {
         let global = matches!(&self.spec.mode, Some(mode) if mode.global.is_some());
         let image = self
-            .spec
-            .task_template
+            .task_spec
+            .container_spec
             .as_ref()
-            .and_then(|t| t.container_spec.as_ref())
             .and_then(|c| c.image.clone())
             .unwrap_or_default();
         let running = self.running();
@@ -551,7 +580,7 @@ impl FakeService {
                 } else {
                     self.stuck.clone()
                 };
-                ObservedTask {
+                let task = ObservedTask {
                     id: format!("{}task{slot}", self.id),
                     service_id: self.id.clone(),
                     slot: (!global).then_some(slot as i64),
@@ -572,6 +601,11 @@ impl FakeService {
                     state,
                     state_since: Some(self.updated_at.clone()),
                     error,
+                    up_to_date: false,
+                };
+                ListedTask {
+                    task,
+                    spec: self.task_spec.clone(),
                 }
             })
             .collect()
@@ -635,7 +669,7 @@ impl Swarm for FakeSwarm {
         Ok(())
     }
 
-    async fn list_tasks(&self) -> Result<Vec<ObservedTask>, SwarmError> {
+    async fn list_tasks(&self) -> Result<Vec<ListedTask>, SwarmError> {
         Ok(self.begin(Op::ListTasks)?.tasks())
     }
 
@@ -836,7 +870,13 @@ mod tests {
         let id = swarm.create_service(&spec("a", 2)).await.unwrap();
         let service = swarm.list_services().await.unwrap().remove(0);
         assert_eq!((service.running_tasks, service.desired_tasks), (2, 2));
-        let tasks = swarm.list_tasks().await.unwrap();
+        let tasks: Vec<ObservedTask> = swarm
+            .list_tasks()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|listed| listed.task)
+            .collect();
         let slots: Vec<_> = tasks.iter().map(|task| task.slot).collect();
         assert_eq!(slots, [Some(1), Some(2)]);
         for task in tasks {
@@ -855,7 +895,13 @@ mod tests {
         swarm
             .set_task_error("a", "rejected", "No such image: img:1")
             .unwrap();
-        let tasks = swarm.list_tasks().await.unwrap();
+        let tasks: Vec<ObservedTask> = swarm
+            .list_tasks()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|listed| listed.task)
+            .collect();
         assert_eq!(tasks.len(), 1);
         assert_eq!(tasks[0].state, "rejected");
         assert_eq!(tasks[0].desired_state, "ready");
@@ -870,7 +916,13 @@ mod tests {
         swarm.set_task_error("a", "pending", insufficient).unwrap();
         let service = swarm.list_services().await.unwrap().remove(0);
         assert_eq!((service.running_tasks, service.desired_tasks), (1, 3));
-        let tasks = swarm.list_tasks().await.unwrap();
+        let tasks: Vec<ObservedTask> = swarm
+            .list_tasks()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|listed| listed.task)
+            .collect();
         let stuck: Vec<_> = tasks
             .iter()
             .filter(|task| task.state == "pending")

@@ -10,9 +10,10 @@ pub mod docker;
 pub mod fake;
 
 use async_trait::async_trait;
-use bollard::models::ServiceSpec;
+use bollard::models::{ServiceSpec, TaskSpec};
 use futures_util::stream::BoxStream;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Why a Swarm call failed, by what the caller should do about it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -132,6 +133,48 @@ pub struct ObservedTask {
     pub message: String,
     /// The error, e.g. "no suitable node (insufficient resources on 1 node)".
     pub error: String,
+    /// Whether the task runs its service's current task template, what Swarm calls up
+    /// to date: only such tasks make a rollout complete. Set by the observed cache, which
+    /// compares the listed task's spec with its service's.
+    pub up_to_date: bool,
+}
+
+/// Whether a task spec is the service template `template`, i.e. the task is up to date.
+///
+/// Docker reads a service's template back with `Runtime: "container"` and a task's spec
+/// without it, so the runtime is left out; every other field must be equal (the
+/// destructuring names them all, so a field bollard adds cannot be skipped silently).
+pub fn runs_template(task: &TaskSpec, template: &TaskSpec) -> bool {
+    let TaskSpec {
+        plugin_spec,
+        container_spec,
+        network_attachment_spec,
+        resources,
+        restart_policy,
+        placement,
+        force_update,
+        runtime: _,
+        networks,
+        log_driver,
+    } = task;
+    *container_spec == template.container_spec
+        && *resources == template.resources
+        && *networks == template.networks
+        && *force_update == template.force_update
+        && *restart_policy == template.restart_policy
+        && *placement == template.placement
+        && *log_driver == template.log_driver
+        && *plugin_spec == template.plugin_spec
+        && *network_attachment_spec == template.network_attachment_spec
+}
+
+/// A task as listed, with the spec it was created from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListedTask {
+    /// The task (its `up_to_date` is decided by the caller, from `spec`).
+    pub task: ObservedTask,
+    /// The task spec Swarm created it from: its service's template at the time.
+    pub spec: Arc<TaskSpec>,
 }
 
 /// A swarm node's id and host name, to show where tasks run.
@@ -201,7 +244,7 @@ pub trait Swarm: Send + Sync {
     async fn remove_service(&self, id: &str) -> Result<(), SwarmError>;
     /// Lists the tasks whose desired state is running or ready (a rejected or failed
     /// task waiting out its restart delay, with Swarm's error): one API call.
-    async fn list_tasks(&self) -> Result<Vec<ObservedTask>, SwarmError>;
+    async fn list_tasks(&self) -> Result<Vec<ListedTask>, SwarmError>;
     /// Lists the swarm's nodes.
     async fn list_nodes(&self) -> Result<Vec<ObservedNode>, SwarmError>;
     /// Looks a network up by name, returning its id; `None` if missing.

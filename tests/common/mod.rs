@@ -173,14 +173,6 @@ pub fn stack_networks(stack: &str) -> Vec<String> {
     names
 }
 
-/// Networks whose name starts with `<stack>_`, labelled or not.
-fn networks_named_after(stack: &str) -> Vec<String> {
-    let prefix = format!("{stack}_");
-    let mut names = network_names(&format!("name={prefix}"));
-    names.retain(|name| name.starts_with(&prefix));
-    names
-}
-
 /// `docker network ls --filter FILTER`, names only.
 fn network_names(filter: &str) -> Vec<String> {
     docker_lines(&["network", "ls", "--filter", filter, "--format", "{{.Name}}"])
@@ -190,17 +182,23 @@ fn network_names(filter: &str) -> Vec<String> {
 ///
 /// Uses `docker stack rm`, which selects by the namespace label, so it also removes
 /// objects a test created through the API with that label. Panics if anything is left
-/// after a minute.
+/// after a minute. A network the swarm no longer knows but the node still lists (Docker
+/// 20.10 can leak one, held by its load-balancer endpoint, when a stack is removed while
+/// its tasks start) counts as gone: nothing can remove it, and names are never reused.
 pub fn remove_stack(stack: &str) {
     let _ = docker_cli(&["stack", "rm", stack]);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let services = stack_services(stack);
-        let mut networks = stack_networks(stack);
-        // A removed overlay network can linger on the node, unlabelled, until its
-        // endpoints are torn down; recreating the name before then makes two networks
-        // answer to it. Wait for those too.
-        networks.extend(networks_named_after(stack));
+        let networks: Vec<String> = if services.is_empty() {
+            // Networks can linger while their tasks' endpoints are torn down: retry.
+            stack_network_ids(stack)
+                .into_iter()
+                .filter(|id| !removed_or_unknown(id))
+                .collect()
+        } else {
+            Vec::new()
+        };
         if services.is_empty() && networks.is_empty() {
             return;
         }
@@ -209,12 +207,28 @@ pub fn remove_stack(stack: &str) {
                 "stack {stack} still has services {services:?} and networks {networks:?} after 60s"
             );
         }
-        if services.is_empty() {
-            // Networks can linger while their tasks' endpoints are torn down; retry.
-            let _ = docker_cli(&["stack", "rm", stack]);
-        }
         std::thread::sleep(Duration::from_millis(500));
     }
+}
+
+/// Full ids of the networks labelled as belonging to `stack`.
+pub fn stack_network_ids(stack: &str) -> Vec<String> {
+    let filter = format!("label={STACK_NAMESPACE}={stack}");
+    docker_lines(&[
+        "network",
+        "ls",
+        "--no-trunc",
+        "--filter",
+        &filter,
+        "--format",
+        "{{.ID}}",
+    ])
+}
+
+/// Removes a network by id; true if it is gone or the swarm does not know it.
+fn removed_or_unknown(id: &str) -> bool {
+    let removal = docker_cli(&["network", "rm", id]);
+    removal.status.success() || String::from_utf8_lossy(&removal.stderr).contains("not found")
 }
 
 /// Removes its stack when dropped, so a failing test still cleans up.
