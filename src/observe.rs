@@ -12,7 +12,7 @@ use crate::swarm::{
 };
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -78,7 +78,7 @@ impl Index {
 /// Holds the index of a published snapshot. A clone starts without one: the clone may be
 /// changed, and an index carried over would go stale. Without an index, lookups scan.
 #[derive(Debug, Default)]
-struct IndexSlot(Option<Index>);
+struct IndexSlot(Option<Arc<Index>>);
 
 impl Clone for IndexSlot {
     fn clone(&self) -> Self {
@@ -203,7 +203,9 @@ impl ObservedCache {
     pub fn replace(&self, build: impl FnOnce(&Observed) -> Observed) {
         let mut guard = self.inner.write().unwrap_or_else(|p| p.into_inner());
         let mut next = build(&guard);
-        next.index = IndexSlot(Some(Index::build(&next.services)));
+        if next.index.0.is_none() {
+            next.index = IndexSlot(Some(Arc::new(Index::build(&next.services))));
+        }
         *guard = Arc::new(next);
     }
 }
@@ -225,24 +227,46 @@ pub async fn relist(swarm: &dyn Swarm, cache: &ObservedCache) -> Result<(), Swar
         None
     };
     let now = crate::record::now_unix_seconds();
+    let old = cache.get();
+    // A service listed at the version index it had is unchanged (Docker bumps the index
+    // on every change): the old entry is kept, and with it what was derived from it.
+    let mut unchanged: HashSet<&str> = HashSet::new();
     let services: HashMap<String, Arc<ObservedService>> = services
         .into_iter()
-        .map(|s| (s.id.clone(), Arc::new(s)))
+        .map(|s| match old.services.get(&s.id) {
+            Some(kept) if same_listing(kept, &s) => {
+                unchanged.insert(kept.id.as_str());
+                (s.id, kept.clone())
+            }
+            _ => (s.id.clone(), Arc::new(s)),
+        })
         .collect();
     let mut by_service: HashMap<String, Vec<ObservedTask>> = HashMap::new();
     for ListedTask { mut task, spec } in tasks {
-        task.up_to_date = services
-            .get(&task.service_id)
-            .and_then(|service| service.spec.task_template.as_ref())
-            .is_some_and(|template| runs_template(&spec, template));
+        // A task's spec never changes: under an unchanged service, a task found up to date
+        // still is. (Not so for "not up to date": a re-read service may have marked its
+        // tasks so without comparing, see `outdate_tasks`.)
+        let known = unchanged
+            .contains(task.service_id.as_str())
+            .then(|| old.tasks.get(&task.service_id))
+            .flatten()
+            .is_some_and(|listed| listed.iter().any(|t| t.id == task.id && t.up_to_date));
+        task.up_to_date = known || {
+            services
+                .get(&task.service_id)
+                .and_then(|service| service.spec.task_template.as_ref())
+                .is_some_and(|template| runs_template(&spec, template))
+        };
         by_service
             .entry(task.service_id.clone())
             .or_default()
             .push(task);
     }
-    // Replaced, not updated: copying the old services only to drop them costs as much
-    // as the list itself.
-    cache.replace(|old| Observed {
+    let index = (unchanged.len() == services.len() && services.len() == old.services.len())
+        .then(|| old.index.0.clone())
+        .flatten();
+    drop(unchanged);
+    let next = Observed {
         services,
         tasks: by_service
             .into_iter()
@@ -254,9 +278,23 @@ pub async fn relist(swarm: &dyn Swarm, cache: &ObservedCache) -> Result<(), Swar
         },
         networks: old.networks.clone(),
         listed_at: now,
-        index: IndexSlot::default(),
-    });
+        index: IndexSlot(index),
+    };
+    drop(old);
+    // Replaced, not updated: copying the old services only to drop them costs as much
+    // as the list itself.
+    cache.replace(|_| next);
     Ok(())
+}
+
+/// Whether a listed service is the cached one unchanged: same version index, same
+/// replica counts and rollout state.
+fn same_listing(cached: &ObservedService, listed: &ObservedService) -> bool {
+    cached.version == listed.version
+        && cached.running_tasks == listed.running_tasks
+        && cached.desired_tasks == listed.desired_tasks
+        && cached.update_state == listed.update_state
+        && cached.update_message == listed.update_message
 }
 
 /// Refreshes one service after an event about it; returns the model it belongs to.
@@ -445,6 +483,69 @@ mod tests {
             update_message: None,
             updated_at: None,
         }
+    }
+
+    /// Whether every cached task of the service named `name` is up to date.
+    fn all_up_to_date(cache: &ObservedCache, name: &str) -> bool {
+        let observed = cache.get();
+        let service = observed.services.values().find(|s| s.name() == name);
+        let tasks = observed.tasks.get(&service.unwrap().id).unwrap();
+        assert!(!tasks.is_empty());
+        tasks.iter().all(|t| t.up_to_date)
+    }
+
+    #[tokio::test]
+    async fn tasks_are_up_to_date_while_they_run_their_services_template() {
+        use crate::swarm::fake::FakeSwarm;
+        use bollard::models::{TaskSpec, TaskSpecContainerSpec};
+        let fake = FakeSwarm::new();
+        let cache = ObservedCache::default();
+        let with_image = |image: &str| ServiceSpec {
+            name: Some("m_web".into()),
+            task_template: Some(TaskSpec {
+                container_spec: Some(TaskSpecContainerSpec {
+                    image: Some(image.into()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let id = fake.create_service(&with_image("img:1")).await.unwrap();
+        relist(&fake, &cache).await.unwrap();
+        assert!(all_up_to_date(&cache, "m_web"));
+
+        // A new template that Swarm has not begun to roll out: the old tasks are behind,
+        // from the moment the service is re-read and on every list after.
+        fake.hold_rollout("m_web").unwrap();
+        let update = |image: &'static str| {
+            let (fake, id) = (&fake, id.clone());
+            async move {
+                let version = fake.service(&id).unwrap().version;
+                fake.update_service(&id, version, &with_image(image))
+                    .await
+                    .unwrap();
+            }
+        };
+        update("img:2").await;
+        refresh_service(&fake, &cache, "mlmodel", &id)
+            .await
+            .unwrap();
+        assert!(!all_up_to_date(&cache, "m_web"));
+        relist(&fake, &cache).await.unwrap();
+        assert!(!all_up_to_date(&cache, "m_web"));
+
+        // Put back before the rollout began: the old tasks run the template again. The
+        // re-read marks them behind without comparing; the next list compares again.
+        update("img:1").await;
+        refresh_service(&fake, &cache, "mlmodel", &id)
+            .await
+            .unwrap();
+        assert!(!all_up_to_date(&cache, "m_web"));
+        relist(&fake, &cache).await.unwrap();
+        assert!(all_up_to_date(&cache, "m_web"));
+        relist(&fake, &cache).await.unwrap();
+        assert!(all_up_to_date(&cache, "m_web"));
     }
 
     fn ids(services: &[&ObservedService]) -> Vec<String> {

@@ -30,6 +30,48 @@ pub struct Observation<'a> {
     pub foreign: &'a [&'a ObservedService],
     /// Known networks, name to id (live service specs name networks by id).
     pub network_ids: &'a HashMap<String, String>,
+    /// Services an earlier plan found in sync ([`Plan::in_sync`]): compared again only
+    /// once the service, the desired spec or the network ids change.
+    pub in_sync: &'a [InSync],
+}
+
+/// That a live service, at one version index, matched one desired spec under one set of
+/// network ids: a hash of those, so that a resync need not compare a converged service
+/// again (Docker bumps the version index on every change to a service).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InSync(u64);
+
+impl InSync {
+    fn of(
+        live: &ObservedService,
+        desired: &ServiceSpec,
+        network_ids: &HashMap<String, String>,
+    ) -> Self {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        live.id.hash(&mut hasher);
+        live.version.hash(&mut hasher);
+        desired
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(labels::SPEC_HASH))
+            .hash(&mut hasher);
+        for target in desired_targets(desired) {
+            network_ids.get(target).hash(&mut hasher);
+        }
+        Self(hasher.finish())
+    }
+}
+
+/// The network names (or ids) a spec attaches to.
+fn desired_targets(spec: &ServiceSpec) -> impl Iterator<Item = &str> {
+    spec.task_template
+        .as_ref()
+        .and_then(|t| t.networks.as_ref())
+        .or(spec.networks.as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|n| n.target.as_deref())
 }
 
 /// One write to Docker.
@@ -87,6 +129,8 @@ pub struct Plan {
     pub actions: Vec<Action>,
     /// One line per desired service whose name is taken by a service mlmodel does not own.
     pub conflicts: Vec<String>,
+    /// The live services found in sync, to pass to the next plan.
+    pub in_sync: Vec<InSync>,
 }
 
 /// Decides what to do for one model.
@@ -133,13 +177,18 @@ pub fn plan(intent: Intent, observed: Observation) -> Plan {
                 .actions
                 .push(Action::CreateService { spec: spec.clone() }),
             Some(live) => {
-                if let Some(reason) = drift(live, spec, observed.network_ids) {
+                let checked = InSync::of(live, spec, observed.network_ids);
+                if observed.in_sync.contains(&checked) {
+                    result.in_sync.push(checked);
+                } else if let Some(reason) = drift(live, spec, observed.network_ids) {
                     result.actions.push(Action::UpdateService {
                         id: live.id.clone(),
                         version: live.version,
                         spec: spec.clone(),
                         reason,
                     });
+                } else {
+                    result.in_sync.push(checked);
                 }
             }
         }

@@ -15,6 +15,7 @@
 use crate::record::DeploymentRecord;
 use serde::{Deserialize, Serialize};
 use sled::Transactional;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -159,6 +160,18 @@ struct Inner {
     /// makes choosing the next sequence number and clearing a model race-free without
     /// retry loops. A std mutex suffices: it is never held across an await.
     writer: Mutex<()>,
+    /// The newest entry of each model, decoded: every reconcile reads it, and decoding
+    /// the record (its rendered template included) each time cost more than the rest
+    /// of a converged model's reconcile.
+    latest: Mutex<LatestCache>,
+}
+
+/// Decoded newest entries, and a generation that every write bumps: a reader that
+/// decoded an entry while a write happened must not cache what it read.
+#[derive(Debug, Default)]
+struct LatestCache {
+    generation: u64,
+    entries: HashMap<String, Arc<HistoryEntry>>,
 }
 
 /// Separates a model's name from the sequence number in history keys.
@@ -197,13 +210,15 @@ impl Store {
                 history,
                 models,
                 writer: Mutex::new(()),
+                latest: Mutex::new(LatestCache::default()),
             }),
         })
     }
 
     /// Appends `entry` to its model's history, clears the model's stopped flag, and
     /// flushes to disk before returning.
-    pub async fn append(&self, entry: HistoryEntry) -> Result<(), StoreError> {
+    pub async fn append(&self, entry: impl Into<Arc<HistoryEntry>>) -> Result<(), StoreError> {
+        let entry: Arc<HistoryEntry> = entry.into();
         let name = entry.record.spec.name.clone();
         check_name(&name)?;
         if !entry.record.deployment_time.is_finite() {
@@ -215,7 +230,7 @@ impl Store {
                 ),
             });
         }
-        let value = serde_json::to_vec(&entry).map_err(|e| StoreError::Encode {
+        let value = serde_json::to_vec(entry.as_ref()).map_err(|e| StoreError::Encode {
             name: name.clone(),
             message: e.to_string(),
         })?;
@@ -230,7 +245,10 @@ impl Store {
                     models.insert(name.as_bytes(), meta.as_slice())?;
                     Ok(())
                 });
+            // Forget first: should the write have failed half way, the next read decodes.
+            self.cache_latest(&name, None);
             written.map_err(|e| write_error(&name, e))?;
+            self.cache_latest(&name, Some(entry));
         }
         self.flush().await
     }
@@ -262,18 +280,50 @@ impl Store {
 
     /// The model's newest history entry; an error if that entry cannot be decoded (falling
     /// back to an older one would silently deploy an older version).
-    pub fn latest(&self, name: &str) -> Result<Option<HistoryEntry>, StoreError> {
+    pub fn latest(&self, name: &str) -> Result<Option<Arc<HistoryEntry>>, StoreError> {
         let Ok(prefix) = history_prefix(name) else {
             return Ok(None);
         };
-        match self.inner.history.scan_prefix(prefix).next_back() {
-            None => Ok(None),
-            Some(Ok((key, value))) => decode_entry(name, &key, &value).map(Some),
-            Some(Err(source)) => Err(StoreError::Read {
-                name: name.to_string(),
-                source,
-            }),
+        let generation = {
+            let cache = self.lock_latest();
+            if let Some(entry) = cache.entries.get(name) {
+                return Ok(Some(entry.clone()));
+            }
+            cache.generation
+        };
+        let entry = match self.inner.history.scan_prefix(prefix).next_back() {
+            None => return Ok(None),
+            Some(Ok((key, value))) => Arc::new(decode_entry(name, &key, &value)?),
+            Some(Err(source)) => {
+                return Err(StoreError::Read {
+                    name: name.to_string(),
+                    source,
+                });
+            }
+        };
+        let mut cache = self.lock_latest();
+        if cache.generation == generation {
+            cache.entries.insert(name.to_string(), entry.clone());
         }
+        Ok(Some(entry))
+    }
+
+    /// Records a model's newest entry (`None`: unknown until read) after a write.
+    fn cache_latest(&self, name: &str, entry: Option<Arc<HistoryEntry>>) {
+        let mut cache = self.lock_latest();
+        cache.generation += 1;
+        match entry {
+            Some(entry) => cache.entries.insert(name.to_string(), entry),
+            None => cache.entries.remove(name),
+        };
+    }
+
+    fn lock_latest(&self) -> MutexGuard<'_, LatestCache> {
+        // Every change is one assignment under the lock: a poisoned cache is consistent.
+        self.inner
+            .latest
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The model's history entry with `deployment_id`.
@@ -382,6 +432,7 @@ impl Store {
                     };
                     Ok(())
                 });
+            self.cache_latest(name, None);
             cleared.map_err(|e| write_error(name, e))?;
         }
         self.flush().await
@@ -682,8 +733,10 @@ mod tests {
             path: "manifests/team/carls_model.yml".into(),
         };
         store.append(original.clone()).await.unwrap();
-        let back = store.latest("carls_model").unwrap().unwrap();
+        // Decoded from the database, not the newest-entry cache.
+        let back = store.history("carls_model", 1).remove(0).unwrap();
         assert_eq!(back, original);
+        assert_eq!(*store.latest("carls_model").unwrap().unwrap(), original);
         assert_eq!(
             back.record.deployment_time.to_bits(),
             original.record.deployment_time.to_bits()
@@ -798,7 +851,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_corrupt_record_is_an_error_naming_it_and_hides_nothing_else() {
-        let (_dir, store) = open_temp();
+        let (dir, store) = open_temp();
         let good = entry("m", "b1");
         store.append(good.clone()).await.unwrap();
         store
@@ -831,6 +884,9 @@ mod tests {
             .history
             .insert(history_key("m", 3), &b"[]"[..])
             .unwrap();
+        // Reopened, so that the newest entry is read from the database again.
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
         assert!(matches!(store.latest("m"), Err(StoreError::Corrupt { .. })));
     }
 

@@ -14,6 +14,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 type Params = Query<HashMap<String, String>>;
@@ -219,10 +220,10 @@ async fn record_deployment(
         .pipeline()
         .build(spec, identity, &Source::Api)
         .map_err(|errors| invalid(&errors))?;
-    let entry = HistoryEntry {
+    let entry = Arc::new(HistoryEntry {
         record: desired.record,
         source: Source::Api,
-    };
+    });
     state
         .controller
         .store()
@@ -230,7 +231,7 @@ async fn record_deployment(
         .await
         .map_err(store_error)?;
     state.controller.queue.add(&entry.record.spec.name);
-    Ok(entry)
+    Ok(Arc::unwrap_or_clone(entry))
 }
 
 fn history(state: &ApiState, name: &str, n: usize) -> Result<Vec<HistoryEntry>, ApiError> {

@@ -11,6 +11,7 @@ use crate::record::{DeploymentRecord, ModelSpec};
 use crate::stack::labels;
 use crate::store::{HistoryEntry, Source};
 use crate::swarm::ObservedService;
+use std::sync::Arc;
 
 /// What the manifests directory says about one model.
 #[derive(Debug, Clone, PartialEq)]
@@ -54,7 +55,7 @@ pub enum Decision {
     /// Converge to this stored record.
     Apply {
         /// The record.
-        entry: Box<HistoryEntry>,
+        entry: Arc<HistoryEntry>,
     },
     /// Record a new deployment of `spec` (new id and time), then converge to it.
     Record {
@@ -84,7 +85,7 @@ pub enum Decision {
 /// Decides one model's desired state.
 pub fn decide(
     file: &FileView,
-    latest: Option<&HistoryEntry>,
+    latest: Option<&Arc<HistoryEntry>>,
     stopped: bool,
     live: &[&ObservedService],
 ) -> Decision {
@@ -102,7 +103,7 @@ pub fn decide(
             match latest {
                 Some(entry) if entry.record.spec == **spec && entry.source == source => {
                     Decision::Apply {
-                        entry: Box::new(entry.clone()),
+                        entry: entry.clone(),
                     }
                 }
                 _ => Decision::Record {
@@ -142,7 +143,7 @@ pub fn decide(
             _ if stopped => Decision::Absent,
             Some(entry) if matches!(entry.source, Source::File { .. }) => Decision::Absent,
             Some(entry) => Decision::Apply {
-                entry: Box::new(entry.clone()),
+                entry: entry.clone(),
             },
             None if live.is_empty() => Decision::Forget,
             None => adopt(live),
@@ -194,11 +195,11 @@ mod tests {
         }
     }
 
-    fn entry(scale: u64, source: Source) -> HistoryEntry {
-        HistoryEntry {
+    fn entry(scale: u64, source: Source) -> Arc<HistoryEntry> {
+        Arc::new(HistoryEntry {
             record: record(scale),
             source,
-        }
+        })
     }
 
     fn file(scale: u64) -> FileView {
@@ -255,7 +256,7 @@ mod tests {
         assert_eq!(
             decide(&file(2), Some(&latest), false, &[]),
             Decision::Apply {
-                entry: Box::new(latest.clone())
+                entry: latest.clone()
             }
         );
     }
@@ -299,7 +300,7 @@ mod tests {
         assert_eq!(
             decide(&FileView::Undeclared, Some(&latest), false, &[]),
             Decision::Apply {
-                entry: Box::new(latest.clone())
+                entry: latest.clone()
             }
         );
         assert_eq!(
@@ -390,7 +391,7 @@ mod tests {
         assert_eq!(
             decide(&missing, Some(&from_api), false, &[]),
             Decision::Apply {
-                entry: Box::new(from_api.clone())
+                entry: from_api.clone()
             }
         );
     }

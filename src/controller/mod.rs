@@ -12,7 +12,7 @@ mod run;
 
 use crate::desired::{Desired, Identity, Pipeline};
 use crate::observe::ObservedCache;
-use crate::plan::{self, Intent, Observation};
+use crate::plan::{self, InSync, Intent, Observation};
 use crate::queue::{Outcome, WorkQueue};
 use crate::record::{self, DeploymentRecord};
 use crate::render::{Instance, Templates};
@@ -103,6 +103,8 @@ pub struct Controller {
     /// Counters.
     pub metrics: Arc<Metrics>,
     built: Mutex<HashMap<String, Built>>,
+    /// Per model, the services its last plan found in sync.
+    in_sync: Mutex<HashMap<String, Vec<InSync>>>,
     calls: Arc<CountingSwarm>,
     docker: Mutex<(bool, String)>,
     manifests_dir: std::sync::OnceLock<std::path::PathBuf>,
@@ -126,6 +128,7 @@ impl Controller {
             queue: Arc::new(WorkQueue::new()),
             metrics: Arc::new(Metrics::default()),
             built: Mutex::new(HashMap::new()),
+            in_sync: Mutex::new(HashMap::new()),
         })
     }
 
@@ -242,7 +245,7 @@ impl Controller {
         let (entry, verdict) = match self.resolve(name, decision).await {
             Resolved::Apply(entry) => {
                 let verdict = Verdict::applying(&entry);
-                (Some(*entry), verdict)
+                (Some(entry), verdict)
             }
             Resolved::Absent => (None, Verdict::absent(latest.is_some())),
             Resolved::Hold { problem, valid } => {
@@ -283,14 +286,20 @@ impl Controller {
             })
             .unwrap_or_default();
         let foreign = observed.foreign(&self.instance.name, name, &names);
+        let in_sync = self.lock_in_sync().remove(name).unwrap_or_default();
         let plan = plan::plan(
             intent,
             Observation {
                 owned: &owned,
                 foreign: &foreign,
                 network_ids: &observed.networks,
+                in_sync: &in_sync,
             },
         );
+        if !plan.in_sync.is_empty() {
+            self.lock_in_sync()
+                .insert(name.to_string(), plan.in_sync.clone());
+        }
         drop(owned);
         let mut verdict = verdict;
         if !plan.conflicts.is_empty() {
@@ -361,11 +370,11 @@ impl Controller {
     }
 
     async fn append(&self, record: DeploymentRecord, source: Source) -> Resolved {
-        let entry = HistoryEntry { record, source };
+        let entry = Arc::new(HistoryEntry { record, source });
         match self.store.append(entry.clone()).await {
             Ok(()) => {
                 info!(model = %entry.record.spec.name, deployment = %entry.record.deployment_id, source = %entry.source, "recorded a new deployment");
-                Resolved::Apply(Box::new(entry))
+                Resolved::Apply(entry)
             }
             Err(e) => Resolved::Retry(format!("cannot write the store: {e}")),
         }
@@ -408,6 +417,11 @@ impl Controller {
             FileView::Declared { origin, .. } | FileView::Invalid { origin, .. } => Some(origin),
             FileView::Conflict { origins } => Some(origins.join(" and ")),
         }
+    }
+
+    fn lock_in_sync(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<InSync>>> {
+        // Each change is one insert or remove: a poisoned map is consistent.
+        self.in_sync.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The offline pipeline with this controller's instance and templates.
@@ -467,7 +481,7 @@ impl Controller {
 
 /// What a decision resolved to once new records are stored.
 enum Resolved {
-    Apply(Box<HistoryEntry>),
+    Apply(Arc<HistoryEntry>),
     Absent,
     Hold { problem: String, valid: bool },
     Forget,

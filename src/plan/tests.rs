@@ -84,6 +84,16 @@ fn networks() -> HashMap<String, String> {
 }
 
 fn run(intent: Intent, owned: &[ObservedService], foreign: &[ObservedService]) -> Plan {
+    run_after(intent, owned, foreign, &[])
+}
+
+/// Plans with what an earlier plan found in sync.
+fn run_after(
+    intent: Intent,
+    owned: &[ObservedService],
+    foreign: &[ObservedService],
+    in_sync: &[InSync],
+) -> Plan {
     let ids = networks();
     let owned: Vec<&ObservedService> = owned.iter().collect();
     let foreign: Vec<&ObservedService> = foreign.iter().collect();
@@ -93,8 +103,16 @@ fn run(intent: Intent, owned: &[ObservedService], foreign: &[ObservedService]) -
             owned: &owned,
             foreign: &foreign,
             network_ids: &ids,
+            in_sync,
         },
     )
+}
+
+/// A plan with no writes and no conflicts that found `n` services in sync.
+fn assert_converged(plan: &Plan, n: usize) {
+    assert!(plan.actions.is_empty(), "{plan:#?}");
+    assert!(plan.conflicts.is_empty(), "{plan:#?}");
+    assert_eq!(plan.in_sync.len(), n, "{plan:#?}");
 }
 
 fn kinds(plan: &Plan) -> Vec<String> {
@@ -124,10 +142,49 @@ fn plan_creates_missing_services() {
 fn plan_sends_nothing_for_a_converged_model() {
     let desired = stack(vec![desired_service("mlmodel_m_mlmodel", 2, "img:1")]);
     let observed = [live("s1", 10, &desired.services[0])];
-    assert_eq!(
-        run(Intent::Apply(&desired), &observed, &[]),
-        Plan::default()
+    assert_converged(&run(Intent::Apply(&desired), &observed, &[]), 1);
+}
+
+#[test]
+fn a_service_found_in_sync_is_compared_again_only_once_something_changed() {
+    let desired = stack(vec![desired_service("mlmodel_m_mlmodel", 2, "img:1")]);
+    let observed = live("s1", 10, &desired.services[0]);
+    let first = run(
+        Intent::Apply(&desired),
+        std::slice::from_ref(&observed),
+        &[],
     );
+    assert_converged(&first, 1);
+    let again = run_after(
+        Intent::Apply(&desired),
+        std::slice::from_ref(&observed),
+        &[],
+        &first.in_sync,
+    );
+    assert_eq!(again.in_sync, first.in_sync);
+
+    // A hand edit bumps the version index: compared again, and reverted.
+    let mut edited = live("s1", 11, &desired.services[0]);
+    edited.spec.mode = desired_service("x", 5, "img:1").mode;
+    assert_eq!(
+        kinds(&run_after(
+            Intent::Apply(&desired),
+            &[edited],
+            &[],
+            &first.in_sync
+        )),
+        ["update s1: replicas changed by hand"]
+    );
+    // A new desired spec: compared again, and sent.
+    let newer = stack(vec![desired_service("mlmodel_m_mlmodel", 3, "img:1")]);
+    let plan = run_after(
+        Intent::Apply(&newer),
+        std::slice::from_ref(&observed),
+        &[],
+        &first.in_sync,
+    );
+    assert_eq!(plan.actions.len(), 1, "{plan:#?}");
+    assert!(plan.in_sync.is_empty());
 }
 
 #[test]
@@ -145,10 +202,7 @@ fn plan_tolerates_what_docker_fills_in() {
     container.image = Some("img:1@sha256:0123456789abcdef0123456789abcdef".into());
     container.isolation = Some(bollard::models::TaskSpecContainerSpecIsolationEnum::DEFAULT);
     observed.spec.task_template.as_mut().unwrap().force_update = Some(0);
-    assert_eq!(
-        run(Intent::Apply(&desired), &[observed], &[]),
-        Plan::default()
-    );
+    assert_converged(&run(Intent::Apply(&desired), &[observed], &[]), 1);
 }
 
 #[test]
