@@ -7,7 +7,7 @@
 #   scripts/bench.sh fake       only those that run in process over the fake swarm
 #   scripts/bench.sh swarm      only those that need the real swarm
 #   scripts/bench.sh NAME...    the named ones (resync, memory, api_list,
-#                               swarm_latency, swarm_throughput)
+#                               swarm_latency, swarm_throughput, swarm_resync)
 #
 # In process, over the fake swarm (no Docker needed):
 #   resync            a resync of 1000 converged models: Docker calls and CPU time
@@ -16,9 +16,10 @@
 # On the real swarm (need a swarm manager and the test image: scripts/swarm-up.sh):
 #   swarm_latency     manifest -> service created; service removed by hand -> recreated
 #   swarm_throughput  100 new manifests -> all tasks running, against the raw API
+#   swarm_resync      a resync of 1000 converged models through bollard: calls and CPU
 #
 # Environment: BENCH_MODELS (models; default 1000, or 100 for swarm_throughput),
-# BENCH_ROUNDS (resync), BENCH_SECONDS and BENCH_CONNECTIONS (api_list),
+# BENCH_ROUNDS (resync, swarm_resync), BENCH_SECONDS and BENCH_CONNECTIONS (api_list),
 # BENCH_SAMPLES and BENCH_RECREATE_SAMPLES (swarm_latency).
 #
 # The swarm benchmarks create services named mlmodelbench-* and remove them when done;
@@ -28,7 +29,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 fake=(resync memory api_list)
-swarm=(swarm_latency swarm_throughput)
+swarm=(swarm_latency swarm_throughput swarm_resync)
 
 swarm_ready() {
 	command -v docker >/dev/null 2>&1 &&
