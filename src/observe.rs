@@ -266,24 +266,24 @@ pub async fn relist(swarm: &dyn Swarm, cache: &ObservedCache) -> Result<(), Swar
         .then(|| old.index.0.clone())
         .flatten();
     drop(unchanged);
-    let next = Observed {
-        services,
-        tasks: by_service
-            .into_iter()
-            .map(|(id, tasks)| (id, Arc::from(tasks)))
-            .collect(),
-        nodes: match nodes {
-            Some(nodes) => nodes.into_iter().map(|n| (n.id, n.hostname)).collect(),
-            None => old.nodes.clone(),
-        },
-        networks: old.networks.clone(),
-        listed_at: now,
-        index: IndexSlot(index),
-    };
     drop(old);
+    let tasks = by_service
+        .into_iter()
+        .map(|(id, tasks)| (id, Arc::from(tasks)))
+        .collect();
     // Replaced, not updated: copying the old services only to drop them costs as much
     // as the list itself.
-    cache.replace(|_| next);
+    cache.replace(|current| Observed {
+        services,
+        tasks,
+        nodes: match nodes {
+            Some(nodes) => nodes.into_iter().map(|n| (n.id, n.hostname)).collect(),
+            None => current.nodes.clone(),
+        },
+        networks: current.networks.clone(),
+        listed_at: now,
+        index: IndexSlot(index),
+    });
     Ok(())
 }
 

@@ -56,7 +56,7 @@ impl InSync {
             .as_ref()
             .and_then(|l| l.get(labels::SPEC_HASH))
             .hash(&mut hasher);
-        for target in desired_targets(desired) {
+        for target in network_targets(desired) {
             network_ids.get(target).hash(&mut hasher);
         }
         Self(hasher.finish())
@@ -64,7 +64,7 @@ impl InSync {
 }
 
 /// The network names (or ids) a spec attaches to.
-fn desired_targets(spec: &ServiceSpec) -> impl Iterator<Item = &str> {
+fn network_targets(spec: &ServiceSpec) -> impl Iterator<Item = &str> {
     spec.task_template
         .as_ref()
         .and_then(|t| t.networks.as_ref())
@@ -269,13 +269,7 @@ impl<'a> Fingerprint<'a> {
         let resources = task.and_then(|t| t.resources.as_ref());
         let limits = resources.and_then(|r| r.limits.as_ref());
         let reservations = resources.and_then(|r| r.reservations.as_ref());
-        let attachments = task
-            .and_then(|t| t.networks.as_ref())
-            .or(spec.networks.as_ref());
-        let networks = attachments
-            .into_iter()
-            .flatten()
-            .filter_map(|n| n.target.as_deref())
+        let networks = network_targets(spec)
             .map(|target| {
                 network_ids
                     .and_then(|ids| ids.get(target))

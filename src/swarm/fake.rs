@@ -864,19 +864,19 @@ mod tests {
         assert_eq!(swarm.inspect_service("a").await.unwrap(), None);
     }
 
+    /// The tasks the fake lists, without their specs.
+    async fn listed_tasks(swarm: &FakeSwarm) -> Vec<ObservedTask> {
+        let listed = swarm.list_tasks().await.unwrap();
+        listed.into_iter().map(|listed| listed.task).collect()
+    }
+
     #[tokio::test]
     async fn a_converged_service_reports_all_replicas_running_with_one_task_per_slot() {
         let swarm = FakeSwarm::new();
         let id = swarm.create_service(&spec("a", 2)).await.unwrap();
         let service = swarm.list_services().await.unwrap().remove(0);
         assert_eq!((service.running_tasks, service.desired_tasks), (2, 2));
-        let tasks: Vec<ObservedTask> = swarm
-            .list_tasks()
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|listed| listed.task)
-            .collect();
+        let tasks = listed_tasks(&swarm).await;
         let slots: Vec<_> = tasks.iter().map(|task| task.slot).collect();
         assert_eq!(slots, [Some(1), Some(2)]);
         for task in tasks {
@@ -895,13 +895,7 @@ mod tests {
         swarm
             .set_task_error("a", "rejected", "No such image: img:1")
             .unwrap();
-        let tasks: Vec<ObservedTask> = swarm
-            .list_tasks()
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|listed| listed.task)
-            .collect();
+        let tasks = listed_tasks(&swarm).await;
         assert_eq!(tasks.len(), 1);
         assert_eq!(tasks[0].state, "rejected");
         assert_eq!(tasks[0].desired_state, "ready");
@@ -916,13 +910,7 @@ mod tests {
         swarm.set_task_error("a", "pending", insufficient).unwrap();
         let service = swarm.list_services().await.unwrap().remove(0);
         assert_eq!((service.running_tasks, service.desired_tasks), (1, 3));
-        let tasks: Vec<ObservedTask> = swarm
-            .list_tasks()
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|listed| listed.task)
-            .collect();
+        let tasks = listed_tasks(&swarm).await;
         let stuck: Vec<_> = tasks
             .iter()
             .filter(|task| task.state == "pending")
