@@ -230,7 +230,9 @@ async fn run(models: usize) -> Readings {
     let trimmed = rss_mb();
 
     // The fake's share: the live bytes of a second fake holding the same services.
-    let listed = rig.fake.list_services().await.expect("list");
+    let listed: Vec<_> = (rig.fake.list_services().await.expect("list").into_iter())
+        .map(|s| s.decode().expect("the fake's specs are values"))
+        .collect();
     let before = heap_mb();
     let copy = FakeSwarm::new();
     copy.add_network_by_hand(&rig.controller.instance().network);

@@ -179,7 +179,7 @@ async fn run(models: usize, rounds: usize) {
                 listing.services.len(),
                 answer.len() as f64 / 1e6
             ),
-            "a resync = relist (list services, list tasks) + reconcile of every model, as the periodic tick does; the fake hands back values, so the real engine adds the parse above".to_string(),
+            "a resync = relist (list services, list tasks) + reconcile of every model, as the periodic tick does; the fake hands back values, so the real engine adds reading its answers (measured by swarm_resync)".to_string(),
             "start-up: two rounds of reconciling every model from nothing (creates, store appends, then a settled round), thread CPU".to_string(),
             "manifests rescan: the watcher's periodic full scan of the directory (same period as the resync); not part of the resync target".to_string(),
         ],
@@ -191,6 +191,7 @@ async fn docker_list_answer(rig: &FakeRig) -> Vec<u8> {
     let listed = rig.fake.list_services().await.expect("list");
     let services: Vec<Service> = listed
         .into_iter()
+        .map(|s| s.decode().expect("the fake's specs are values"))
         .map(|s| Service {
             id: Some(s.id),
             version: Some(ObjectVersion {

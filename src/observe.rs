@@ -8,7 +8,7 @@
 use crate::stack::labels;
 use crate::swarm::{
     ListedTask, ObservedNode, ObservedService, ObservedTask, Swarm, SwarmError, SwarmEvent,
-    runs_template,
+    image_of, runs_template,
 };
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
@@ -229,34 +229,46 @@ pub async fn relist(swarm: &dyn Swarm, cache: &ObservedCache) -> Result<(), Swar
     let now = crate::record::now_unix_seconds();
     let old = cache.get();
     // A service listed at the version index it had is unchanged (Docker bumps the index
-    // on every change): the old entry is kept, and with it what was derived from it.
+    // on every change): the old entry is kept, and with it what was derived from it. Only
+    // the specs of new versions are read.
     let mut unchanged: HashSet<&str> = HashSet::new();
-    let services: HashMap<String, Arc<ObservedService>> = services
-        .into_iter()
-        .map(|s| match old.services.get(&s.id) {
-            Some(kept) if same_listing(kept, &s) => {
+    let mut listed = HashMap::with_capacity(services.len());
+    for service in services {
+        let entry = match old.services.get(&service.id) {
+            Some(kept) if service.is_unchanged(kept) => {
                 unchanged.insert(kept.id.as_str());
-                (s.id, kept.clone())
+                kept.clone()
             }
-            _ => (s.id.clone(), Arc::new(s)),
-        })
-        .collect();
+            _ => Arc::new(service.decode()?),
+        };
+        listed.insert(entry.id.clone(), entry);
+    }
+    let services: HashMap<String, Arc<ObservedService>> = listed;
     let mut by_service: HashMap<String, Vec<ObservedTask>> = HashMap::new();
     for ListedTask { mut task, spec } in tasks {
-        // A task's spec never changes: under an unchanged service, a task found up to date
-        // still is. (Not so for "not up to date": a re-read service may have marked its
-        // tasks so without comparing, see `outdate_tasks`.)
-        let known = unchanged
-            .contains(task.service_id.as_str())
-            .then(|| old.tasks.get(&task.service_id))
-            .flatten()
-            .is_some_and(|listed| listed.iter().any(|t| t.id == task.id && t.up_to_date));
-        task.up_to_date = known || {
-            services
-                .get(&task.service_id)
-                .and_then(|service| service.spec.task_template.as_ref())
-                .is_some_and(|template| runs_template(&spec, template))
-        };
+        // A task's spec never changes: a task already known keeps its image, and under
+        // an unchanged service, one found up to date still is. (Not so for "not up to
+        // date": a re-read service may have marked its tasks so without comparing, see
+        // `outdate_tasks`.) Otherwise its spec is read and compared.
+        let known = old
+            .tasks
+            .get(&task.service_id)
+            .and_then(|listed| listed.iter().find(|t| t.id == task.id));
+        let service_unchanged = unchanged.contains(task.service_id.as_str());
+        match known {
+            Some(known) if service_unchanged && known.up_to_date => {
+                task.image = known.image.clone();
+                task.up_to_date = true;
+            }
+            _ => {
+                let spec = spec.decode(&format!("the listed spec of task {}", task.id))?;
+                task.image = image_of(&spec);
+                task.up_to_date = services
+                    .get(&task.service_id)
+                    .and_then(|service| service.spec.task_template.as_ref())
+                    .is_some_and(|template| runs_template(&spec, template));
+            }
+        }
         by_service
             .entry(task.service_id.clone())
             .or_default()
@@ -285,16 +297,6 @@ pub async fn relist(swarm: &dyn Swarm, cache: &ObservedCache) -> Result<(), Swar
         index: IndexSlot(index),
     });
     Ok(())
-}
-
-/// Whether a listed service is the cached one unchanged: same version index, same
-/// replica counts and rollout state.
-fn same_listing(cached: &ObservedService, listed: &ObservedService) -> bool {
-    cached.version == listed.version
-        && cached.running_tasks == listed.running_tasks
-        && cached.desired_tasks == listed.desired_tasks
-        && cached.update_state == listed.update_state
-        && cached.update_message == listed.update_message
 }
 
 /// Refreshes one service after an event about it; returns the model it belongs to.

@@ -1,8 +1,8 @@
 //! A [`Swarm`] decorator that counts calls by kind, for the metrics endpoint.
 
 use super::{
-    ListedTask, NetworkRequest, ObservedNode, ObservedService, Swarm, SwarmError, SwarmEvent,
-    SwarmInfo,
+    ListedService, ListedTask, NetworkRequest, ObservedNode, ObservedService, Swarm, SwarmError,
+    SwarmEvent, SwarmInfo,
 };
 use async_trait::async_trait;
 use bollard::models::ServiceSpec;
@@ -61,7 +61,7 @@ impl Swarm for CountingSwarm {
         self.count(0);
         self.inner.info().await
     }
-    async fn list_services(&self) -> Result<Vec<ObservedService>, SwarmError> {
+    async fn list_services(&self) -> Result<Vec<ListedService>, SwarmError> {
         self.count(1);
         self.inner.list_services().await
     }

@@ -17,8 +17,8 @@
 //! What it does not do: fill in Docker's defaults, run rolling updates, or schedule.
 
 use super::{
-    ListedTask, NetworkRequest, ObservedNode, ObservedService, ObservedTask, Swarm, SwarmError,
-    SwarmEvent, SwarmInfo,
+    Deferred, ListedService, ListedTask, NetworkRequest, ObservedNode, ObservedService,
+    ObservedTask, Swarm, SwarmError, SwarmEvent, SwarmInfo,
 };
 use async_trait::async_trait;
 use bollard::models::{NetworkAttachmentConfig, ServiceSpec, ServiceSpecMode, TaskSpec};
@@ -605,7 +605,7 @@ impl FakeService {
                 };
                 ListedTask {
                     task,
-                    spec: self.task_spec.clone(),
+                    spec: Deferred::Ready(self.task_spec.clone()),
                 }
             })
             .collect()
@@ -626,9 +626,13 @@ impl Swarm for FakeSwarm {
         Ok(self.begin(Op::Info)?.info.clone())
     }
 
-    async fn list_services(&self) -> Result<Vec<ObservedService>, SwarmError> {
+    async fn list_services(&self) -> Result<Vec<ListedService>, SwarmError> {
         let state = self.begin(Op::ListServices)?;
-        Ok(state.services.values().map(FakeService::observe).collect())
+        Ok(state
+            .services
+            .values()
+            .map(|service| service.observe().into())
+            .collect())
     }
 
     async fn inspect_service(
@@ -1050,9 +1054,15 @@ mod tests {
         swarm.create_service(&spec("a", 1)).await.unwrap();
         swarm.set_label_by_hand("a", "owner", "someone").unwrap();
         swarm.scale_by_hand("a", 4).unwrap();
-        let listed = swarm.list_services().await.unwrap();
-        assert_eq!(listed[0].label("owner"), Some("someone"));
-        assert_eq!(listed[0].desired_tasks, 4);
+        let listed = swarm
+            .list_services()
+            .await
+            .unwrap()
+            .remove(0)
+            .decode()
+            .unwrap();
+        assert_eq!(listed.label("owner"), Some("someone"));
+        assert_eq!(listed.desired_tasks, 4);
         assert!(swarm.scale_by_hand("missing", 1).is_err());
     }
 

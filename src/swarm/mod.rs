@@ -11,7 +11,9 @@ pub mod fake;
 
 use async_trait::async_trait;
 use bollard::models::{ServiceSpec, TaskSpec};
+use bytes::Bytes;
 use futures_util::stream::BoxStream;
+use serde::de::DeserializeOwned;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -168,13 +170,122 @@ pub fn runs_template(task: &TaskSpec, template: &TaskSpec) -> bool {
         && *network_attachment_spec == template.network_attachment_spec
 }
 
-/// A task as listed, with the spec it was created from.
-#[derive(Debug, Clone, PartialEq)]
+/// A value Docker sent, read only when it is needed.
+///
+/// A list answer carries every service's whole spec (about 2.5 kB of JSON each), yet a
+/// resync needs only the specs that changed since the last list: the rest are already
+/// decoded in the observed cache. So an adapter may hand a spec over as the JSON text it
+/// came in, a slice of the answer, and the cache decodes it only for a new version.
+#[derive(Debug, Clone)]
+pub enum Deferred<T> {
+    /// Already a value (the fake swarm hands these over).
+    Ready(Arc<T>),
+    /// The value's JSON text, as Docker sent it.
+    Json(Bytes),
+}
+
+impl<T: DeserializeOwned> Deferred<T> {
+    /// The value, decoding the JSON text if need be; `what` names it in the error.
+    pub fn decode(self, what: &str) -> Result<Arc<T>, SwarmError> {
+        match self {
+            Self::Ready(value) => Ok(value),
+            Self::Json(text) => {
+                serde_json::from_slice(&text)
+                    .map(Arc::new)
+                    .map_err(|err| SwarmError::Api {
+                        operation: format!("read {what}"),
+                        status: 0,
+                        message: format!("Docker's answer does not decode: {err}"),
+                    })
+            }
+        }
+    }
+}
+
+/// A service as listed: what may change without a new version index (replica counts)
+/// and the version itself, read at once; the spec deferred (see [`Deferred`]).
+#[derive(Debug, Clone)]
+pub struct ListedService {
+    /// Service id.
+    pub id: String,
+    /// Version index: Docker bumps it on every change of the spec or the rollout state.
+    pub version: u64,
+    /// Tasks running, from the list's service status.
+    pub running_tasks: u64,
+    /// Tasks desired, from the list's service status.
+    pub desired_tasks: u64,
+    /// Rolling-update state, if any (see [`ObservedService::update_state`]).
+    pub update_state: Option<String>,
+    /// Swarm's message about the rolling update, if any.
+    pub update_message: Option<String>,
+    /// When the service was last updated (RFC 3339), if known.
+    pub updated_at: Option<String>,
+    /// The spec as Docker holds it.
+    pub spec: Deferred<ServiceSpec>,
+}
+
+impl ListedService {
+    /// Whether this is `cached` unchanged: the same version index, replica counts and
+    /// rollout state. Its spec is then the cached one and need not be read.
+    pub fn is_unchanged(&self, cached: &ObservedService) -> bool {
+        self.id == cached.id
+            && self.version == cached.version
+            && self.running_tasks == cached.running_tasks
+            && self.desired_tasks == cached.desired_tasks
+            && self.update_state == cached.update_state
+            && self.update_message == cached.update_message
+    }
+
+    /// The service with its spec decoded.
+    pub fn decode(self) -> Result<ObservedService, SwarmError> {
+        let spec = self
+            .spec
+            .decode(&format!("the listed spec of service {}", self.id))?;
+        Ok(ObservedService {
+            id: self.id,
+            version: self.version,
+            spec: Arc::unwrap_or_clone(spec),
+            running_tasks: self.running_tasks,
+            desired_tasks: self.desired_tasks,
+            update_state: self.update_state,
+            update_message: self.update_message,
+            updated_at: self.updated_at,
+        })
+    }
+}
+
+impl From<ObservedService> for ListedService {
+    fn from(service: ObservedService) -> Self {
+        Self {
+            id: service.id,
+            version: service.version,
+            running_tasks: service.running_tasks,
+            desired_tasks: service.desired_tasks,
+            update_state: service.update_state,
+            update_message: service.update_message,
+            updated_at: service.updated_at,
+            spec: Deferred::Ready(Arc::new(service.spec)),
+        }
+    }
+}
+
+/// A task as listed, with the spec it was created from (deferred, see [`Deferred`]).
+#[derive(Debug, Clone)]
 pub struct ListedTask {
-    /// The task (its `up_to_date` is decided by the caller, from `spec`).
+    /// The task. Its `image` and `up_to_date` follow from `spec` and are left for the
+    /// caller to fill in: a task's spec never changes, so a task already known needs
+    /// neither read again.
     pub task: ObservedTask,
     /// The task spec Swarm created it from: its service's template at the time.
-    pub spec: Arc<TaskSpec>,
+    pub spec: Deferred<TaskSpec>,
+}
+
+/// The image a task spec runs ("" if none).
+pub fn image_of(spec: &TaskSpec) -> String {
+    spec.container_spec
+        .as_ref()
+        .and_then(|container| container.image.clone())
+        .unwrap_or_default()
 }
 
 /// A swarm node's id and host name, to show where tasks run.
@@ -224,7 +335,7 @@ pub trait Swarm: Send + Sync {
     /// Reports the engine version and this node's swarm role.
     async fn info(&self) -> Result<SwarmInfo, SwarmError>;
     /// Lists every service with its replica status: one API call.
-    async fn list_services(&self) -> Result<Vec<ObservedService>, SwarmError>;
+    async fn list_services(&self) -> Result<Vec<ListedService>, SwarmError>;
     /// Inspects one service by id or name; `None` if it does not exist. Its replica counts
     /// are 0: Docker (API 1.41) reports them only when listing.
     async fn inspect_service(

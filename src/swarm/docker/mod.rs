@@ -2,31 +2,33 @@
 //!
 //! A thin adapter: one Docker call per trait method, values mapped into mlmodel's types,
 //! errors mapped by status code. No retries and no caching: deciding what to do about a
-//! failure is the reconciler's job.
+//! failure is the reconciler's job. The two list calls of a relist skip bollard's
+//! decoding of every spec, see [`lists`].
+
+mod lists;
 
 use super::{
-    ListedTask, NetworkRequest, ObservedNode, ObservedService, ObservedTask, Swarm, SwarmError,
+    ListedService, ListedTask, NetworkRequest, ObservedNode, ObservedService, Swarm, SwarmError,
     SwarmEvent, SwarmInfo,
 };
 use async_trait::async_trait;
 use bollard::Docker;
 use bollard::errors::Error as DockerError;
 use bollard::models::{
-    EventMessage, EventMessageTypeEnum, NetworkCreateRequest, Node, Service, ServiceSpec, Task,
+    EventMessage, EventMessageTypeEnum, NetworkCreateRequest, Node, Service, ServiceSpec,
 };
 use bollard::query_parameters::{
-    EventsOptions, ListNetworksOptions, ListNodesOptions, ListServicesOptions, ListTasksOptions,
-    UpdateServiceOptions,
+    EventsOptions, ListNetworksOptions, ListNodesOptions, UpdateServiceOptions,
 };
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 use std::collections::HashMap;
-use std::sync::Arc;
 
 /// The real swarm, reached through the Docker Engine API.
 #[derive(Debug, Clone)]
 pub struct DockerSwarm {
     docker: Docker,
+    lists: lists::Lister,
 }
 
 impl DockerSwarm {
@@ -46,13 +48,8 @@ impl DockerSwarm {
             .negotiate_version()
             .await
             .map_err(|err| map_error(err, "negotiate the API version with", "docker"))?;
-        Ok(Self::from_docker(docker))
-    }
-
-    /// Wraps an existing client as is; negotiate its version first if the engine may be
-    /// older than bollard (see [`DockerSwarm::connect`]).
-    pub fn from_docker(docker: Docker) -> Self {
-        Self { docker }
+        let lists = lists::Lister::from_env(&docker.client_version())?;
+        Ok(Self { docker, lists })
     }
 
     /// The underlying client.
@@ -81,17 +78,8 @@ impl Swarm for DockerSwarm {
         })
     }
 
-    async fn list_services(&self) -> Result<Vec<ObservedService>, SwarmError> {
-        let options = ListServicesOptions {
-            filters: None,
-            status: Some(true),
-        };
-        let services = self
-            .docker
-            .list_services(Some(options))
-            .await
-            .map_err(|err| map_error(err, "list", "services"))?;
-        Ok(services.into_iter().map(observed_service).collect())
+    async fn list_services(&self) -> Result<Vec<ListedService>, SwarmError> {
+        self.lists.services().await
     }
 
     async fn inspect_service(
@@ -160,20 +148,11 @@ impl Swarm for DockerSwarm {
     }
 
     async fn list_tasks(&self) -> Result<Vec<ListedTask>, SwarmError> {
-        // "ready" as well as "running": a task that was rejected (missing image) or
-        // failed waits out its restart delay with desired state Ready, and it is the only
-        // current task that carries Swarm's error. Older attempts are desired Shutdown.
-        let states = vec!["running".to_string(), "ready".to_string()];
-        let filters = HashMap::from([("desired-state".to_string(), states)]);
-        let options = ListTasksOptions {
-            filters: Some(filters),
-        };
-        let tasks = self
-            .docker
-            .list_tasks(Some(options))
-            .await
-            .map_err(|err| map_error(err, "list", "tasks"))?;
-        Ok(tasks.into_iter().map(observed_task).collect())
+        // Desired "ready" as well as "running": a task that was rejected (missing image)
+        // or failed waits out its restart delay with desired state Ready, and it is the
+        // only current task that carries Swarm's error. Older attempts are desired
+        // Shutdown.
+        self.lists.tasks().await
     }
 
     async fn list_nodes(&self) -> Result<Vec<ObservedNode>, SwarmError> {
@@ -333,37 +312,6 @@ fn observed_service(service: Service) -> ObservedService {
     }
 }
 
-fn observed_task(task: Task) -> ListedTask {
-    let status = task.status.unwrap_or_default();
-    let spec = task.spec.unwrap_or_default();
-    ListedTask {
-        task: ObservedTask {
-            id: task.id.unwrap_or_default(),
-            service_id: task.service_id.unwrap_or_default(),
-            slot: task.slot,
-            node_id: task.node_id.filter(|node| !node.is_empty()),
-            image: spec
-                .container_spec
-                .as_ref()
-                .and_then(|container| container.image.clone())
-                .unwrap_or_default(),
-            desired_state: task
-                .desired_state
-                .map(|state| state.to_string())
-                .unwrap_or_default(),
-            state: status
-                .state
-                .map(|state| state.to_string())
-                .unwrap_or_default(),
-            state_since: status.timestamp,
-            message: status.message.unwrap_or_default(),
-            error: status.err.unwrap_or_default(),
-            up_to_date: false,
-        },
-        spec: Arc::new(spec),
-    }
-}
-
 fn observed_node(node: Node) -> ObservedNode {
     ObservedNode {
         id: node.id.unwrap_or_default(),
@@ -494,84 +442,6 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "docker is unreachable: failed to list services: Timeout error"
-        );
-    }
-
-    #[test]
-    fn a_service_listed_with_status_maps_counts_version_and_update_status() {
-        let json = serde_json::json!({
-            "ID": "abc",
-            "Version": {"Index": 42},
-            "UpdatedAt": "2024-05-01T10:00:00.123Z",
-            "Spec": {"Name": "m_a", "Labels": {"k": "v"}},
-            "UpdateStatus": {"State": "rollback_completed", "Message": "rollback completed"},
-            "ServiceStatus": {"RunningTasks": 1, "DesiredTasks": 2}
-        });
-        let service: Service = serde_json::from_value(json).unwrap();
-        let observed = observed_service(service);
-        assert_eq!(observed.id, "abc");
-        assert_eq!(observed.version, 42);
-        assert_eq!(observed.name(), "m_a");
-        assert_eq!(observed.label("k"), Some("v"));
-        assert_eq!((observed.running_tasks, observed.desired_tasks), (1, 2));
-        assert_eq!(observed.update_state.as_deref(), Some("rollback_completed"));
-        assert_eq!(
-            observed.update_message.as_deref(),
-            Some("rollback completed")
-        );
-        assert_eq!(
-            observed.updated_at.as_deref(),
-            Some("2024-05-01T10:00:00.123Z")
-        );
-    }
-
-    #[test]
-    fn a_service_never_updated_has_no_update_state() {
-        let service: Service =
-            serde_json::from_value(serde_json::json!({"ID": "abc", "Spec": {"Name": "m_a"}}))
-                .unwrap();
-        let observed = observed_service(service);
-        assert_eq!(observed.update_state, None);
-        assert_eq!((observed.running_tasks, observed.desired_tasks), (0, 0));
-    }
-
-    #[test]
-    fn a_pending_task_has_no_node_and_keeps_its_error() {
-        let json = serde_json::json!({
-            "ID": "t1",
-            "ServiceID": "abc",
-            "Slot": 1,
-            "NodeID": "",
-            "Spec": {"ContainerSpec": {"Image": "img:1"}},
-            "DesiredState": "running",
-            "Status": {
-                "Timestamp": "2024-05-01T10:00:00Z",
-                "State": "pending",
-                "Message": "pending task scheduling",
-                "Err": "no suitable node (insufficient resources on 1 node)"
-            }
-        });
-        let task: Task = serde_json::from_value(json).unwrap();
-        let listed = observed_task(task);
-        assert_eq!(
-            listed
-                .spec
-                .container_spec
-                .as_ref()
-                .unwrap()
-                .image
-                .as_deref(),
-            Some("img:1")
-        );
-        let observed = listed.task;
-        assert_eq!(observed.node_id, None);
-        assert_eq!(observed.slot, Some(1));
-        assert_eq!(observed.image, "img:1");
-        assert_eq!(observed.state, "pending");
-        assert_eq!(observed.desired_state, "running");
-        assert_eq!(
-            observed.error,
-            "no suitable node (insufficient resources on 1 node)"
         );
     }
 
