@@ -166,12 +166,14 @@ struct Inner {
     latest: Mutex<LatestCache>,
 }
 
-/// Decoded newest entries, and a generation that every write bumps: a reader that
-/// decoded an entry while a write happened must not cache what it read.
+/// Decoded newest entries and stopped flags (every reconcile reads both), and a
+/// generation that every write bumps: a reader that decoded a value while a write
+/// happened must not cache what it read.
 #[derive(Debug, Default)]
 struct LatestCache {
     generation: u64,
     entries: HashMap<String, Arc<HistoryEntry>>,
+    stopped: HashMap<String, bool>,
 }
 
 /// Separates a model's name from the sequence number in history keys.
@@ -249,6 +251,7 @@ impl Store {
             self.cache_latest(&name, None);
             written.map_err(|e| write_error(&name, e))?;
             self.cache_latest(&name, Some(entry));
+            self.cache_stopped(&name, false);
         }
         self.flush().await
     }
@@ -308,14 +311,30 @@ impl Store {
         Ok(Some(entry))
     }
 
-    /// Records a model's newest entry (`None`: unknown until read) after a write.
+    /// Records a model's newest entry (`None`: unknown until read) after a write, and
+    /// forgets its stopped flag until it is read or set again.
     fn cache_latest(&self, name: &str, entry: Option<Arc<HistoryEntry>>) {
         let mut cache = self.lock_latest();
         cache.generation += 1;
+        cache.stopped.remove(name);
         match entry {
             Some(entry) => cache.entries.insert(name.to_string(), entry),
             None => cache.entries.remove(name),
         };
+    }
+
+    /// Forgets a model's stopped flag before a write of it.
+    fn forget_stopped(&self, name: &str) {
+        let mut cache = self.lock_latest();
+        cache.generation += 1;
+        cache.stopped.remove(name);
+    }
+
+    /// Records a model's stopped flag after a write.
+    fn cache_stopped(&self, name: &str, stopped: bool) {
+        let mut cache = self.lock_latest();
+        cache.generation += 1;
+        cache.stopped.insert(name.to_string(), stopped);
     }
 
     fn lock_latest(&self) -> MutexGuard<'_, LatestCache> {
@@ -369,7 +388,22 @@ impl Store {
 
     /// Whether the model was stopped through the API (and not deployed since).
     pub fn is_stopped(&self, name: &str) -> Result<bool, StoreError> {
-        Ok(self.meta(name)?.is_some_and(|meta| meta.stopped))
+        let generation = {
+            let cache = self.lock_latest();
+            if let Some(stopped) = cache.stopped.get(name) {
+                return Ok(*stopped);
+            }
+            cache.generation
+        };
+        let Some(meta) = self.meta(name)? else {
+            // Not cached: a name with no metadata may be anything a caller asked about.
+            return Ok(false);
+        };
+        let mut cache = self.lock_latest();
+        if cache.generation == generation {
+            cache.stopped.insert(name.to_string(), meta.stopped);
+        }
+        Ok(meta.stopped)
     }
 
     /// Sets or clears the model's stopped flag, and flushes to disk.
@@ -378,6 +412,8 @@ impl Store {
         {
             let _writer = self.lock_writer();
             let meta = self.updated_meta(name, |meta| meta.stopped = stopped)?;
+            // Forget first: should the write fail, the next read decodes what is there.
+            self.forget_stopped(name);
             self.inner
                 .models
                 .insert(name.as_bytes(), meta)
@@ -385,6 +421,7 @@ impl Store {
                     name: name.to_string(),
                     source,
                 })?;
+            self.cache_stopped(name, stopped);
         }
         self.flush().await
     }
@@ -775,6 +812,41 @@ mod tests {
         store.set_stopped("m", true).await.unwrap();
         store.set_stopped("m", false).await.unwrap();
         assert!(!store.is_stopped("m").unwrap());
+    }
+
+    #[tokio::test]
+    async fn the_cached_stopped_flag_follows_every_write_as_the_database_holds_it() {
+        let (_dir, store) = open_temp();
+        let in_database =
+            |store: &Store, name: &str| store.meta(name).unwrap().is_some_and(|m| m.stopped);
+        let check = |store: &Store, step: &str| {
+            for name in ["a", "b"] {
+                // Twice: the first read may fill the cache, the second is served from it.
+                for _ in 0..2 {
+                    let cached = store.is_stopped(name).unwrap();
+                    assert_eq!(cached, in_database(store, name), "{name} after {step}");
+                }
+            }
+        };
+        check(&store, "nothing");
+        store.append(entry("a", "a1")).await.unwrap();
+        check(&store, "append a");
+        store.set_stopped("a", true).await.unwrap();
+        check(&store, "stop a");
+        assert!(store.is_stopped("a").unwrap());
+        store.set_stopped("b", true).await.unwrap();
+        check(&store, "stop b, which has no history");
+        store.append(entry("a", "a2")).await.unwrap();
+        check(&store, "append a again");
+        assert!(!store.is_stopped("a").unwrap());
+        store.clear_and_stop("a").await.unwrap();
+        check(&store, "clear and stop a");
+        assert!(store.is_stopped("a").unwrap());
+        store.clear("a").await.unwrap();
+        check(&store, "clear a");
+        store.set_stopped("b", false).await.unwrap();
+        check(&store, "start b");
+        assert!(!store.is_stopped("b").unwrap());
     }
 
     #[tokio::test]

@@ -25,7 +25,7 @@ pub enum FileView {
         /// The file path, as recorded in the history's source.
         path: String,
         /// The declared spec.
-        spec: Box<ModelSpec>,
+        spec: Arc<ModelSpec>,
         /// Set when the file is unreadable now and this is its last good content.
         stale: Option<String>,
     },
@@ -206,7 +206,7 @@ mod tests {
         FileView::Declared {
             origin: "m.yml".into(),
             path: "m.yml".into(),
-            spec: Box::new(spec(scale)),
+            spec: Arc::new(spec(scale)),
             stale: None,
         }
     }
@@ -335,7 +335,7 @@ mod tests {
         let stale = FileView::Declared {
             origin: "m.yml".into(),
             path: "m.yml".into(),
-            spec: Box::new(spec(5)),
+            spec: Arc::new(spec(5)),
             stale: Some("m.yml: not valid YAML".into()),
         };
         assert!(matches!(

@@ -570,7 +570,7 @@ fn file_view(files: &FileDeclarations, name: &str) -> FileView {
         Declaration::Spec { origin, spec } => FileView::Declared {
             origin: origin.to_string(),
             path: origin.path.display().to_string(),
-            spec: Box::new(spec.clone()),
+            spec: spec.clone(),
             stale: found.stale.clone(),
         },
         Declaration::Invalid { origin, errors } => FileView::Invalid {

@@ -21,6 +21,7 @@ use crate::validate::FieldError;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// What the manifests directory declares, per model name.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -54,8 +55,8 @@ pub enum Declaration {
     Spec {
         /// The document.
         origin: Origin,
-        /// The declared spec.
-        spec: ModelSpec,
+        /// The declared spec (shared: every reconcile of the model reads it).
+        spec: Arc<ModelSpec>,
     },
     /// Exactly one document declares the model, and it did not parse as a spec.
     Invalid {
@@ -248,7 +249,7 @@ fn declarations(
                 [(doc, _)] => match &doc.spec {
                     Ok(spec) => Declaration::Spec {
                         origin: doc.origin.clone(),
-                        spec: spec.clone(),
+                        spec: Arc::new(spec.clone()),
                     },
                     Err(errors) => Declaration::Invalid {
                         origin: doc.origin.clone(),

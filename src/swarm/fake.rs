@@ -126,7 +126,8 @@ struct State {
 struct FakeService {
     id: String,
     version: u64,
-    spec: ServiceSpec,
+    /// Shared with what lists hand out, as Docker's answers are read lazily.
+    spec: Arc<ServiceSpec>,
     updated_at: String,
     update_status: Option<(String, String)>,
     /// How many of the desired tasks run, if not all.
@@ -324,7 +325,7 @@ impl FakeSwarm {
         let mut state = self.lock();
         let service = state.service_named_mut(name)?;
         let (id, version) = (service.id.clone(), service.version);
-        let mut spec = service.spec.clone();
+        let mut spec = ServiceSpec::clone(&service.spec);
         edit(&mut spec);
         let event = state.update(&id, version, spec)?;
         self.signal(Signal::Event(event));
@@ -454,7 +455,7 @@ impl State {
             version: self.index,
             task_spec: Arc::new(spec.task_template.clone().unwrap_or_default()),
             held: false,
-            spec,
+            spec: Arc::new(spec),
             updated_at: now_rfc3339(),
             update_status: None,
             running: None,
@@ -499,7 +500,7 @@ impl State {
                 service.task_spec = Arc::new(spec.task_template.clone().unwrap_or_default());
             }
         }
-        service.spec = spec;
+        service.spec = Arc::new(spec);
         service.version = index;
         service.updated_at = now_rfc3339();
         let name = service.spec.name.clone().unwrap_or_default();
@@ -554,12 +555,27 @@ impl FakeService {
         ObservedService {
             id: self.id.clone(),
             version: self.version,
-            spec: self.spec.clone(),
+            spec: ServiceSpec::clone(&self.spec),
             running_tasks: self.running(),
             desired_tasks: self.desired(),
             update_state,
             update_message,
             updated_at: Some(self.updated_at.clone()),
+        }
+    }
+
+    /// As listed: like [`FakeService::observe`], the spec shared rather than copied.
+    fn listed(&self) -> ListedService {
+        let (update_state, update_message) = self.update_status.clone().unzip();
+        ListedService {
+            id: self.id.clone(),
+            version: self.version,
+            running_tasks: self.running(),
+            desired_tasks: self.desired(),
+            update_state,
+            update_message,
+            updated_at: Some(self.updated_at.clone()),
+            spec: Deferred::Ready(self.spec.clone()),
         }
     }
 
@@ -628,11 +644,7 @@ impl Swarm for FakeSwarm {
 
     async fn list_services(&self) -> Result<Vec<ListedService>, SwarmError> {
         let state = self.begin(Op::ListServices)?;
-        Ok(state
-            .services
-            .values()
-            .map(|service| service.observe().into())
-            .collect())
+        Ok(state.services.values().map(FakeService::listed).collect())
     }
 
     async fn inspect_service(

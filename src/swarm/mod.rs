@@ -123,7 +123,8 @@ pub struct ObservedTask {
     pub slot: Option<i64>,
     /// Node it is assigned to, if scheduled.
     pub node_id: Option<String>,
-    /// Image of its container spec.
+    /// Image of its container spec. Set by the observed cache from the listed task's
+    /// spec (see [`ListedTask`]).
     pub image: String,
     /// Desired state: "running", or "ready" while a failed task waits to restart.
     pub desired_state: String,
@@ -251,21 +252,6 @@ impl ListedService {
             update_message: self.update_message,
             updated_at: self.updated_at,
         })
-    }
-}
-
-impl From<ObservedService> for ListedService {
-    fn from(service: ObservedService) -> Self {
-        Self {
-            id: service.id,
-            version: service.version,
-            running_tasks: service.running_tasks,
-            desired_tasks: service.desired_tasks,
-            update_state: service.update_state,
-            update_message: service.update_message,
-            updated_at: service.updated_at,
-            spec: Deferred::Ready(Arc::new(service.spec)),
-        }
     }
 }
 
