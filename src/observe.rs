@@ -246,10 +246,11 @@ pub async fn relist(swarm: &dyn Swarm, cache: &ObservedCache) -> Result<(), Swar
     let services: HashMap<String, Arc<ObservedService>> = listed;
     let mut by_service: HashMap<String, Vec<ObservedTask>> = HashMap::new();
     for ListedTask { mut task, spec } in tasks {
-        // A task's spec never changes: a task already known keeps its image, and under
-        // an unchanged service, one found up to date still is. (Not so for "not up to
-        // date": a re-read service may have marked its tasks so without comparing, see
-        // `outdate_tasks`.) Otherwise its spec is read and compared.
+        // A task's spec never changes: under an unchanged service, a task found up to
+        // date still is, and keeps its image without its spec being read. (Not so for
+        // "not up to date": a re-read service may have marked its tasks so without
+        // comparing, see `outdate_tasks`.) Otherwise its spec is read, for its image and
+        // to compare with its service's template.
         let known = old
             .tasks
             .get(&task.service_id)

@@ -241,17 +241,24 @@ impl Store {
             let sequence = self.next_sequence(&name)?;
             let key = history_key(&name, sequence);
             let meta = self.updated_meta(&name, |meta| meta.stopped = false)?;
-            let written: sled::transaction::TransactionResult<(), ()> =
-                (&self.inner.history, &self.inner.models).transaction(|(history, models)| {
-                    history.insert(key.as_slice(), value.as_slice())?;
-                    models.insert(name.as_bytes(), meta.as_slice())?;
-                    Ok(())
-                });
-            // Forget first: should the write have failed half way, the next read decodes.
-            self.cache_latest(&name, None);
-            written.map_err(|e| write_error(&name, e))?;
-            self.cache_latest(&name, Some(entry));
-            self.cache_stopped(&name, false);
+            self.commit(
+                &name,
+                || {
+                    let written: sled::transaction::TransactionResult<(), ()> =
+                        (&self.inner.history, &self.inner.models).transaction(
+                            |(history, models)| {
+                                history.insert(key.as_slice(), value.as_slice())?;
+                                models.insert(name.as_bytes(), meta.as_slice())?;
+                                Ok(())
+                            },
+                        );
+                    written.map_err(|e| write_error(&name, e))
+                },
+                |cache| {
+                    cache.entries.insert(name.clone(), entry);
+                    cache.stopped.insert(name.clone(), false);
+                },
+            )?;
         }
         self.flush().await
     }
@@ -311,30 +318,27 @@ impl Store {
         Ok(Some(entry))
     }
 
-    /// Records a model's newest entry (`None`: unknown until read) after a write, and
-    /// forgets its stopped flag until it is read or set again.
-    fn cache_latest(&self, name: &str, entry: Option<Arc<HistoryEntry>>) {
+    /// Makes a write of the model's data through `write` while holding the cache, so
+    /// that no reader sees the database and the cache disagree: the model's cached values
+    /// are forgotten, and after a successful write `known` records what the write set.
+    /// (A reconcile reads the newest entry, then the stopped flag: were the flag cached
+    /// from before a `clear_and_stop` while the entry is read after it, the model would
+    /// look like live services without a record, and be adopted back.)
+    fn commit<T>(
+        &self,
+        name: &str,
+        write: impl FnOnce() -> Result<T, StoreError>,
+        known: impl FnOnce(&mut LatestCache),
+    ) -> Result<T, StoreError> {
         let mut cache = self.lock_latest();
+        let written = write();
         cache.generation += 1;
+        cache.entries.remove(name);
         cache.stopped.remove(name);
-        match entry {
-            Some(entry) => cache.entries.insert(name.to_string(), entry),
-            None => cache.entries.remove(name),
-        };
-    }
-
-    /// Forgets a model's stopped flag before a write of it.
-    fn forget_stopped(&self, name: &str) {
-        let mut cache = self.lock_latest();
-        cache.generation += 1;
-        cache.stopped.remove(name);
-    }
-
-    /// Records a model's stopped flag after a write.
-    fn cache_stopped(&self, name: &str, stopped: bool) {
-        let mut cache = self.lock_latest();
-        cache.generation += 1;
-        cache.stopped.insert(name.to_string(), stopped);
+        if written.is_ok() {
+            known(&mut cache);
+        }
+        written
     }
 
     fn lock_latest(&self) -> MutexGuard<'_, LatestCache> {
@@ -412,16 +416,21 @@ impl Store {
         {
             let _writer = self.lock_writer();
             let meta = self.updated_meta(name, |meta| meta.stopped = stopped)?;
-            // Forget first: should the write fail, the next read decodes what is there.
-            self.forget_stopped(name);
-            self.inner
-                .models
-                .insert(name.as_bytes(), meta)
-                .map_err(|source| StoreError::Write {
-                    name: name.to_string(),
-                    source,
-                })?;
-            self.cache_stopped(name, stopped);
+            self.commit(
+                name,
+                || {
+                    self.inner
+                        .models
+                        .insert(name.as_bytes(), meta)
+                        .map_err(|source| StoreError::Write {
+                            name: name.to_string(),
+                            source,
+                        })
+                },
+                |cache| {
+                    cache.stopped.insert(name.to_string(), stopped);
+                },
+            )?;
         }
         self.flush().await
     }
@@ -460,17 +469,19 @@ impl Store {
                 })?;
                 removals.remove(key);
             }
-            let cleared: sled::transaction::TransactionResult<(), ()> =
-                (&self.inner.history, &self.inner.models).transaction(|(history, models)| {
-                    history.apply_batch(&removals)?;
-                    match &meta {
-                        Some(meta) => models.insert(name.as_bytes(), meta.as_slice())?,
-                        None => models.remove(name.as_bytes())?,
-                    };
-                    Ok(())
-                });
-            self.cache_latest(name, None);
-            cleared.map_err(|e| write_error(name, e))?;
+            let clear = || {
+                let cleared: sled::transaction::TransactionResult<(), ()> =
+                    (&self.inner.history, &self.inner.models).transaction(|(history, models)| {
+                        history.apply_batch(&removals)?;
+                        match &meta {
+                            Some(meta) => models.insert(name.as_bytes(), meta.as_slice())?,
+                            None => models.remove(name.as_bytes())?,
+                        };
+                        Ok(())
+                    });
+                cleared.map_err(|e| write_error(name, e))
+            };
+            self.commit(name, clear, |_| {})?;
         }
         self.flush().await
     }
@@ -847,6 +858,56 @@ mod tests {
         store.set_stopped("b", false).await.unwrap();
         check(&store, "start b");
         assert!(!store.is_stopped("b").unwrap());
+    }
+
+    /// A reconcile reads the newest entry, then the stopped flag. While a model is being
+    /// cleared and stopped, it may see the record and either flag, or no record and
+    /// stopped; never no record and not stopped, which would adopt the live services
+    /// back. A reader on another thread reads the model being written, again and again,
+    /// with the newest entry dropped from the cache before each read (as when a read
+    /// raced a write to another model), while its stopped flag stays cached.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_reader_racing_clear_and_stop_never_sees_no_record_and_not_stopped() {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        let (_dir, store) = open_temp();
+        let names: Vec<String> = (0..100).map(|i| format!("m{i}")).collect();
+        for name in &names {
+            store.append(entry(name, "b1")).await.unwrap();
+        }
+        let current = Arc::new(AtomicUsize::new(0));
+        let done = Arc::new(AtomicBool::new(false));
+        let reader = {
+            let (store, names) = (store.clone(), names.clone());
+            let (current, done) = (current.clone(), done.clone());
+            std::thread::spawn(move || {
+                let mut reads = 0u64;
+                while !done.load(Ordering::Relaxed) {
+                    let name = &names[current.load(Ordering::Relaxed)];
+                    store.lock_latest().entries.remove(name);
+                    let latest = store.latest(name).unwrap();
+                    let stopped = store.is_stopped(name).unwrap();
+                    assert!(
+                        latest.is_some() || stopped,
+                        "{name}: no record and not stopped, after {reads} reads"
+                    );
+                    reads += 1;
+                }
+                reads
+            })
+        };
+        for (i, name) in names.iter().enumerate() {
+            current.store(i, Ordering::Relaxed);
+            // Let the reader cache the flag before the write.
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            store.clear_and_stop(name).await.unwrap();
+        }
+        done.store(true, Ordering::Relaxed);
+        let reads = reader.join().expect("the reader saw no forbidden state");
+        assert!(reads > 0);
+        for name in &names {
+            assert!(store.latest(name).unwrap().is_none());
+            assert!(store.is_stopped(name).unwrap());
+        }
     }
 
     #[tokio::test]
