@@ -212,7 +212,7 @@ impl ObservedCache {
 
 /// Lists services, tasks and (when unknown) nodes: the three calls of a full relist.
 pub async fn relist(swarm: &dyn Swarm, cache: &ObservedCache) -> Result<(), SwarmError> {
-    let services = swarm.list_services().await?;
+    let listed = swarm.list_services().await?;
     let tasks = swarm.list_tasks().await?;
     let unknown_node = {
         let known = cache.get();
@@ -232,18 +232,17 @@ pub async fn relist(swarm: &dyn Swarm, cache: &ObservedCache) -> Result<(), Swar
     // on every change): the old entry is kept, and with it what was derived from it. Only
     // the specs of new versions are read.
     let mut unchanged: HashSet<&str> = HashSet::new();
-    let mut listed = HashMap::with_capacity(services.len());
-    for service in services {
+    let mut services: HashMap<String, Arc<ObservedService>> = HashMap::with_capacity(listed.len());
+    for service in listed {
         let entry = match old.services.get(&service.id) {
-            Some(kept) if service.is_unchanged(kept) => {
-                unchanged.insert(kept.id.as_str());
-                kept.clone()
+            Some(cached) if service.is_unchanged(cached) => {
+                unchanged.insert(cached.id.as_str());
+                cached.clone()
             }
             _ => Arc::new(service.decode()?),
         };
-        listed.insert(entry.id.clone(), entry);
+        services.insert(entry.id.clone(), entry);
     }
-    let services: HashMap<String, Arc<ObservedService>> = listed;
     let mut by_service: HashMap<String, Vec<ObservedTask>> = HashMap::new();
     for ListedTask { mut task, spec } in tasks {
         // A task's spec never changes: under an unchanged service, a task found up to

@@ -551,20 +551,12 @@ impl FakeService {
     }
 
     fn observe(&self) -> ObservedService {
-        let (update_state, update_message) = self.update_status.clone().unzip();
-        ObservedService {
-            id: self.id.clone(),
-            version: self.version,
-            spec: ServiceSpec::clone(&self.spec),
-            running_tasks: self.running(),
-            desired_tasks: self.desired(),
-            update_state,
-            update_message,
-            updated_at: Some(self.updated_at.clone()),
-        }
+        self.listed()
+            .decode()
+            .expect("the fake lists its specs as values, which always decode")
     }
 
-    /// As listed: like [`FakeService::observe`], the spec shared rather than copied.
+    /// As listed: the spec shared rather than copied.
     fn listed(&self) -> ListedService {
         let (update_state, update_message) = self.update_status.clone().unzip();
         ListedService {

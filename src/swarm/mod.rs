@@ -190,16 +190,20 @@ impl<T: DeserializeOwned> Deferred<T> {
     pub fn decode(self, what: &str) -> Result<Arc<T>, SwarmError> {
         match self {
             Self::Ready(value) => Ok(value),
-            Self::Json(text) => {
-                serde_json::from_slice(&text)
-                    .map(Arc::new)
-                    .map_err(|err| SwarmError::Api {
-                        operation: format!("read {what}"),
-                        status: 0,
-                        message: format!("Docker's answer does not decode: {err}"),
-                    })
-            }
+            Self::Json(text) => serde_json::from_slice(&text)
+                .map(Arc::new)
+                .map_err(|err| undecodable(format!("read {what}"), &err)),
         }
+    }
+}
+
+/// The error for an answer of Docker's that does not decode: it failed in the client,
+/// so there is no HTTP status (0).
+pub(crate) fn undecodable(operation: String, err: &serde_json::Error) -> SwarmError {
+    SwarmError::Api {
+        operation,
+        status: 0,
+        message: format!("Docker's answer does not decode: {err}"),
     }
 }
 

@@ -9,7 +9,7 @@
 //! spec is kept as a slice of the answer ([`Deferred::Json`]), decoded only for a
 //! version the cache does not hold. Every other call goes through bollard.
 
-use crate::swarm::{Deferred, ListedService, ListedTask, ObservedTask, SwarmError};
+use crate::swarm::{Deferred, ListedService, ListedTask, ObservedTask, SwarmError, undecodable};
 use bollard::ClientVersion;
 use bollard::errors::Error as DockerError;
 use bytes::Bytes;
@@ -71,7 +71,7 @@ impl Lister {
     /// `GET /services?status=true`: every service, with its replica counts.
     pub(crate) async fn services(&self) -> Result<Vec<ListedService>, SwarmError> {
         let body = self.get("/services?status=true", "services").await?;
-        parse_services(body).map_err(|err| undecodable("services", &err))
+        parse_services(body).map_err(|err| undecodable("list services".into(), &err))
     }
 
     /// `GET /tasks` with desired state running or ready.
@@ -79,7 +79,7 @@ impl Lister {
         // {"desired-state":["running","ready"]}, percent-encoded.
         let path = "/tasks?filters=%7B%22desired-state%22%3A%5B%22running%22%2C%22ready%22%5D%7D";
         let body = self.get(path, "tasks").await?;
-        parse_tasks(body).map_err(|err| undecodable("tasks", &err))
+        parse_tasks(body).map_err(|err| undecodable("list tasks".into(), &err))
     }
 
     async fn get(&self, path: &str, what: &str) -> Result<Bytes, SwarmError> {
@@ -117,14 +117,6 @@ fn refused(status: u16, body: &[u8], what: &str) -> SwarmError {
         message,
     };
     super::map_error(refused, "list", what)
-}
-
-fn undecodable(what: &str, err: &serde_json::Error) -> SwarmError {
-    SwarmError::Api {
-        operation: format!("list {what}"),
-        status: 0,
-        message: format!("Docker's answer does not decode: {err}"),
-    }
 }
 
 /// The parts of a listed service read at once (Docker's field names).
