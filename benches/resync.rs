@@ -95,7 +95,7 @@ async fn run(models: usize, rounds: usize) {
     let previous = rig.files();
     for _ in 0..5 {
         let before = CpuClock::Thread.now();
-        let scanned = scan(rig.manifests.path(), &previous);
+        let scanned = scan(rig.manifests.path(), &previous, &Default::default());
         rescan.push(CpuClock::Thread.now() - before);
         assert_eq!(scanned.models.len(), models);
     }

@@ -54,7 +54,11 @@ async fn run(models: usize, rounds: usize) {
         std::fs::write(manifests.path().join(format!("{name}.yml")), manifest(0))
             .expect("write a manifest");
     }
-    let declarations = scan(manifests.path(), &FileDeclarations::default());
+    let declarations = scan(
+        manifests.path(),
+        &FileDeclarations::default(),
+        &Default::default(),
+    );
     assert_eq!(declarations.models.len(), models, "every manifest scanned");
     let (_files_tx, files) = watch::channel(Arc::new(declarations));
     let controller = Controller::new(Parts {

@@ -6,6 +6,9 @@
 #
 # The image is tagged mlmodel-test/static-http:1, :2 and :latest, all the same
 # image; the tests switch a service from :1 to :2 to exercise image updates.
+# It is also tagged as the original service's test image,
+# qarlm/static-http-response-server:latest and :1 to :10, so the original's
+# requests run unchanged.
 #
 # Rebuilding is skipped when the :1 image carries a label holding the SHA-256
 # of main.rs and the Dockerfile that matches the current files; the other tags
@@ -13,6 +16,8 @@
 #
 # Environment:
 #   MLMODEL_TEST_IMAGE          repository name (default mlmodel-test/static-http)
+#   MLMODEL_TEST_ORIGINAL_IMAGE the original's test image name to tag too
+#                               (default qarlm/static-http-response-server)
 #   MLMODEL_TEST_IMAGE_REBUILD  set to 1 to rebuild even when up to date
 #   CARGO_TARGET_DIR            where the binary goes (default <repo>/target)
 set -euo pipefail
@@ -29,6 +34,8 @@ src="$src_dir/main.rs"
 dockerfile="$src_dir/Dockerfile"
 image="${MLMODEL_TEST_IMAGE:-mlmodel-test/static-http}"
 tags=(1 2 latest)
+original_image="${MLMODEL_TEST_ORIGINAL_IMAGE:-qarlm/static-http-response-server}"
+original_tags=(latest 1 2 3 4 5 6 7 8 9 10)
 label="mlmodel.test-source-sha256"
 target_dir="${CARGO_TARGET_DIR:-$repo_root/target}"
 out_dir="$target_dir/static-http-server"
@@ -62,6 +69,11 @@ retag() {
 		if [[ "$(image_id "$image:$tag")" != "$id" ]]; then
 			log "tagging $image:$tag"
 			docker tag "$image:1" "$image:$tag"
+		fi
+	done
+	for tag in "${original_tags[@]}"; do
+		if [[ "$(image_id "$original_image:$tag")" != "$id" ]]; then
+			docker tag "$image:1" "$original_image:$tag"
 		fi
 	done
 }

@@ -4,7 +4,8 @@
 //! names and fills the original service's defaults; the grammar of each value is checked by
 //! [`crate::validate`]. Every problem is collected, so one run shows them all.
 
-use crate::record::{ModelSpec, SERVER_FIELDS, SPEC_FIELDS, defaults};
+use crate::naming::DomainFormat;
+use crate::record::{self, ModelSpec, SERVER_FIELDS, SPEC_FIELDS, defaults};
 use crate::validate::FieldError;
 use serde_json::Value as Json;
 use serde_yaml::Value as Yaml;
@@ -14,6 +15,35 @@ use std::path::{Path, PathBuf};
 
 /// Largest manifest file read; a bigger one is almost surely not a manifest.
 pub const MAX_MANIFEST_BYTES: u64 = 1024 * 1024;
+
+/// What the server fills in for fields a declaration leaves out, beyond the fixed defaults.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Fill {
+    /// `--domain-format`: when set, `domain` may be left out and is made from the name.
+    pub domain_format: Option<DomainFormat>,
+}
+
+/// The variable `--domain-format` is read from.
+pub const DOMAIN_FORMAT_ENV: &str = "MLMODEL_DOMAIN_FORMAT";
+/// The original service's name for the same variable, read when [`DOMAIN_FORMAT_ENV`] is unset.
+pub const ORIGINAL_DOMAIN_FORMAT_ENV: &str = "MLMODEL_ENDPOINT_DOMAIN_FORMAT";
+
+impl Fill {
+    /// The domain format the environment sets: [`DOMAIN_FORMAT_ENV`], else
+    /// [`ORIGINAL_DOMAIN_FORMAT_ENV`]; an error names the variable.
+    pub fn domain_format_from_env() -> Result<Option<DomainFormat>, String> {
+        for variable in [DOMAIN_FORMAT_ENV, ORIGINAL_DOMAIN_FORMAT_ENV] {
+            if let Ok(text) = std::env::var(variable)
+                && !text.is_empty()
+            {
+                return DomainFormat::parse(&text)
+                    .map(Some)
+                    .map_err(|e| format!("{variable}: {e}"));
+            }
+        }
+        Ok(None)
+    }
+}
 
 /// Where a declaration came from: a file, and which document in it when there are several.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -114,7 +144,7 @@ pub fn find_manifest_files(path: &Path) -> std::io::Result<Vec<PathBuf>> {
 
 /// Every manifest document under `paths` (files, or directories searched recursively),
 /// and one line per path or file that could not be read at all.
-pub fn load_paths(paths: &[PathBuf]) -> (Vec<ManifestDoc>, Vec<String>) {
+pub fn load_paths(paths: &[PathBuf], fill: &Fill) -> (Vec<ManifestDoc>, Vec<String>) {
     let mut docs = Vec::new();
     let mut errors = Vec::new();
     for path in paths {
@@ -132,7 +162,7 @@ pub fn load_paths(paths: &[PathBuf]) -> (Vec<ManifestDoc>, Vec<String>) {
             ));
         }
         for file in files {
-            match read_manifest(&file) {
+            match read_manifest(&file, fill) {
                 Ok(file_docs) => docs.extend(file_docs),
                 Err(e) => errors.push(e.to_string()),
             }
@@ -167,7 +197,7 @@ pub fn duplicate_names<'a>(
 }
 
 /// Reads and parses one manifest file.
-pub fn read_manifest(path: &Path) -> Result<Vec<ManifestDoc>, ManifestError> {
+pub fn read_manifest(path: &Path, fill: &Fill) -> Result<Vec<ManifestDoc>, ManifestError> {
     let shown = path.display().to_string();
     let size = std::fs::metadata(path)
         .map_err(|source| ManifestError::Read {
@@ -182,11 +212,20 @@ pub fn read_manifest(path: &Path) -> Result<Vec<ManifestDoc>, ManifestError> {
         path: shown.clone(),
         source,
     })?;
-    parse_manifest(path, &text)
+    parse_manifest_with(path, &text, fill)
 }
 
 /// Parses the text of a manifest file; `path` names the origin and gives the default name.
 pub fn parse_manifest(path: &Path, text: &str) -> Result<Vec<ManifestDoc>, ManifestError> {
+    parse_manifest_with(path, text, &Fill::default())
+}
+
+/// [`parse_manifest`], filling left-out fields as `fill` says.
+pub fn parse_manifest_with(
+    path: &Path,
+    text: &str,
+    fill: &Fill,
+) -> Result<Vec<ManifestDoc>, ManifestError> {
     let mut values = Vec::new();
     for document in serde_yaml::Deserializer::from_str(text) {
         let value =
@@ -208,7 +247,7 @@ pub fn parse_manifest(path: &Path, text: &str) -> Result<Vec<ManifestDoc>, Manif
         .enumerate()
         .map(|(index, value)| {
             let default_name = if several { None } else { stem };
-            let (spec, draft) = match read_spec(value, default_name) {
+            let (spec, draft) = match read_spec(value, default_name, fill) {
                 Ok(spec) => (Ok(spec), None),
                 Err((errors, draft)) => (Err(errors), draft),
             };
@@ -246,8 +285,9 @@ fn declared_name(value: &Yaml, default_name: Option<&str>) -> Option<String> {
 pub fn spec_from_value(
     value: &Yaml,
     default_name: Option<&str>,
+    fill: &Fill,
 ) -> Result<ModelSpec, Vec<FieldError>> {
-    match read_spec(value, default_name) {
+    match read_spec(value, default_name, fill) {
         Ok(spec) => Ok(spec),
         Err((errors, _)) => Err(errors),
     }
@@ -258,6 +298,7 @@ pub fn spec_from_value(
 pub fn read_spec(
     value: &Yaml,
     default_name: Option<&str>,
+    fill: &Fill,
 ) -> Result<ModelSpec, (Vec<FieldError>, Option<Box<ModelSpec>>)> {
     let Yaml::Mapping(mapping) = value else {
         return Err((
@@ -300,9 +341,14 @@ pub fn read_spec(
         (false, Some(default)) => default.to_string(),
         _ => fields.required_text("name"),
     };
+    let domain = match &fill.domain_format {
+        Some(format) if fields.is_missing("domain") => format.domain_for(&name),
+        _ => fields.required_text("domain"),
+    };
+    let (template_file, model_type) = fields.template();
     let spec = ModelSpec {
         name,
-        domain: fields.required_text("domain"),
+        domain,
         image: fields.required_text("image"),
         port: fields.integer("port", u64::from(defaults::PORT), 1, u64::from(u16::MAX)) as u16,
         build_id: fields.required_text("build_id"),
@@ -315,7 +361,8 @@ pub fn read_spec(
         deploy_delay: fields.text("deploy_delay", defaults::DEPLOY_DELAY),
         deploy_monitor_period: fields
             .text("deploy_monitor_period", defaults::DEPLOY_MONITOR_PERIOD),
-        template_file: fields.text("template_file", defaults::TEMPLATE_FILE),
+        template_file,
+        model_type,
         extra_template_attributes: fields.attributes("extra_template_attributes"),
     };
     if fields.errors.is_empty() {
@@ -346,12 +393,48 @@ impl Fields {
         }
     }
 
+    fn is_missing(&self, field: &str) -> bool {
+        matches!(self.map.get(field), None | Some(Yaml::Null))
+    }
+
     fn required_text(&mut self, field: &str) -> String {
-        if matches!(self.map.get(field), None | Some(Yaml::Null)) {
+        if self.is_missing(field) {
             self.errors.push(FieldError::new(field, "is required"));
             return String::new();
         }
         self.text(field, "")
+    }
+
+    /// `template_file` and `model_type`, two names for the template: `model_type` X
+    /// selects `X.template.yml`, as the original service chose it. Either fills the other;
+    /// given both, they must agree.
+    fn template(&mut self) -> (String, Option<String>) {
+        let model_type = (!self.is_missing("model_type")).then(|| self.text("model_type", ""));
+        let given_file = (!self.is_missing("template_file"))
+            .then(|| self.text("template_file", defaults::TEMPLATE_FILE));
+        match (model_type, given_file) {
+            (Some(model_type), Some(file)) => {
+                if file != record::template_for_model_type(&model_type) {
+                    self.errors.push(FieldError::new(
+                        "model_type",
+                        format!(
+                            "{model_type:?} selects the template {:?}, but template_file is {file:?}: give one of model_type and template_file, or make them agree",
+                            record::template_for_model_type(&model_type)
+                        ),
+                    ));
+                }
+                (file, Some(model_type))
+            }
+            (Some(model_type), None) => (
+                record::template_for_model_type(&model_type),
+                Some(model_type),
+            ),
+            (None, file) => {
+                let file = file.unwrap_or_else(|| defaults::TEMPLATE_FILE.to_string());
+                let model_type = record::model_type_of_template(&file).map(str::to_string);
+                (file, model_type)
+            }
+        }
     }
 
     fn integer(&mut self, field: &str, default: u64, min: u64, max: u64) -> u64 {
@@ -576,6 +659,48 @@ mod tests {
         assert_eq!(spec.template_file, "default.template.yml");
         assert!(spec.extra_template_attributes.is_empty());
         assert_eq!(docs[0].origin.to_string(), "models/carls_model.yml");
+    }
+
+    #[test]
+    fn model_type_and_template_file_fill_each_other_and_must_agree() {
+        let spec = |extra: &str| {
+            let docs = parse("m.yml", &format!("{MINIMAL}{extra}"));
+            docs[0].spec.clone()
+        };
+        let default = spec("").unwrap();
+        assert_eq!(default.model_type.as_deref(), Some("default"));
+        let gpu = spec("model_type: gpu\n").unwrap();
+        assert_eq!(gpu.template_file, "gpu.template.yml");
+        let custom = spec("template_file: custom.yml\n").unwrap();
+        assert_eq!(custom.model_type, None);
+        let both = spec("model_type: default\ntemplate_file: default.template.yml\n").unwrap();
+        assert_eq!(both.model_type.as_deref(), Some("default"));
+        let errors = spec("model_type: gpu\ntemplate_file: default.template.yml\n").unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].field, "model_type");
+        assert!(
+            errors[0]
+                .message
+                .contains("template_file is \"default.template.yml\"")
+        );
+    }
+
+    #[test]
+    fn a_domain_format_fills_only_a_missing_domain() {
+        let fill = Fill {
+            domain_format: Some(DomainFormat::parse("{model_name}_localhost").unwrap()),
+        };
+        let text = "image: i\nbuild_id: b\nrun_id: r\n";
+        let docs = parse_manifest_with(Path::new("carls_model.yml"), text, &fill).unwrap();
+        assert_eq!(
+            docs[0].spec.as_ref().unwrap().domain,
+            "carls_model_localhost"
+        );
+        let docs = parse_manifest_with(Path::new("m.yml"), MINIMAL, &fill).unwrap();
+        assert_eq!(docs[0].spec.as_ref().unwrap().domain, "carls-model.com");
+        let docs = parse_manifest(Path::new("m.yml"), text).unwrap();
+        let errors = docs[0].spec.as_ref().unwrap_err();
+        assert_eq!(errors[0].to_string(), "domain: is required");
     }
 
     #[test]

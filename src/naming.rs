@@ -2,7 +2,7 @@
 //!
 //! These decide whether a manifest's strings can reach Docker at all. Each check follows
 //! the grammar Docker itself enforces (distribution's reference grammar, swarmkit's
-//! service-name rule, RFC 1123 host names) so that `mlmodel validate` rejects exactly what
+//! service-name rule, the domains a proxy routes on) so that `mlmodel validate` rejects exactly what
 //! a deploy would later fail on, with a message that says what is expected.
 
 use regex::Regex;
@@ -38,11 +38,98 @@ pub enum NameError {
         /// The longest name that would fit.
         max: usize,
     },
-    /// Not an RFC 1123 host name.
+    /// Not a domain a proxy can route on.
     #[error(
-        "{0:?} is not a host name: expected dot-separated labels of letters, digits and '-' (RFC 1123), each 1 to 63 characters and not starting or ending with '-', such as model.example.com"
+        "{0:?} is not a domain: expected dot-separated labels of letters, digits, '-' and '_', each 1 to 63 characters and not starting or ending with '-', at most 253 characters in all, such as model.example.com or carls_model.com"
     )]
     Hostname(String),
+    /// A model name the API keeps for its own endpoints.
+    #[error(
+        "{0:?} is reserved for the API's own endpoint /{0}: choose another name (reserved: healthz, health, ping, metrics, version, ui, events)"
+    )]
+    Reserved(String),
+    /// A `--domain-format` without the `{model_name}` placeholder.
+    #[error(
+        "{0:?} has no {{model_name}} placeholder: expected a domain with {{model_name}} where the model's name goes, such as {{model_name}}.models.example.com or {{model_name}}_localhost"
+    )]
+    DomainFormatPlaceholder(String),
+    /// A `--domain-format` that does not make a domain.
+    #[error("{format:?} does not make a valid domain: {reason}")]
+    DomainFormat {
+        /// The format as given.
+        format: String,
+        /// Why the domain it makes is refused.
+        reason: Box<NameError>,
+    },
+}
+
+/// An image reference as Docker's CLI shows it in `docker service ls` and `docker service
+/// ps`: a tagged reference without its digest, an untagged one with `:latest` (what the
+/// tag resolves to), and Docker Hub's `docker.io/` and `library/` prefixes left out.
+pub fn display_image(image: &str) -> String {
+    let (name, digest) = match image.split_once('@') {
+        Some((name, digest)) => (name, Some(digest)),
+        None => (image, None),
+    };
+    let last_part = name.rsplit('/').next().unwrap_or(name);
+    let tagged = last_part.contains(':');
+    let familiar = name.strip_prefix("docker.io/").unwrap_or(name);
+    let familiar = match familiar.strip_prefix("library/") {
+        Some(rest) if !rest.contains('/') => rest,
+        _ => familiar,
+    };
+    match (tagged, digest) {
+        (true, _) => familiar.to_string(),
+        (false, None) if !familiar.is_empty() => format!("{familiar}:latest"),
+        (false, None) => String::new(),
+        (false, Some(digest)) => format!("{familiar}@{digest}"),
+    }
+}
+
+/// Model names the API keeps for its own endpoints (`GET /ping` must not be a model).
+pub const RESERVED_MODEL_NAMES: &[&str] = &[
+    "healthz", "health", "ping", "metrics", "version", "ui", "events",
+];
+
+/// Checks that `name` is not one the API's own endpoints use.
+pub fn check_not_reserved(name: &str) -> Result<(), NameError> {
+    if RESERVED_MODEL_NAMES.contains(&name) {
+        return Err(NameError::Reserved(name.to_string()));
+    }
+    Ok(())
+}
+
+/// The placeholder a domain format replaces with the model's name.
+pub const MODEL_NAME_PLACEHOLDER: &str = "{model_name}";
+
+/// A checked `--domain-format`: the domain a model gets when it declares none, such as
+/// `{model_name}.models.example.com` (the original service's `MLMODEL_ENDPOINT_DOMAIN_FORMAT`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DomainFormat(String);
+
+impl DomainFormat {
+    /// Checks that `format` has the placeholder and makes a valid domain for a short name.
+    pub fn parse(format: &str) -> Result<Self, NameError> {
+        if !format.contains(MODEL_NAME_PLACEHOLDER) {
+            return Err(NameError::DomainFormatPlaceholder(format.to_string()));
+        }
+        let format = Self(format.to_string());
+        validate_hostname(&format.domain_for("m")).map_err(|reason| NameError::DomainFormat {
+            format: format.0.clone(),
+            reason: Box::new(reason),
+        })?;
+        Ok(format)
+    }
+
+    /// The domain of model `name`.
+    pub fn domain_for(&self, name: &str) -> String {
+        self.0.replace(MODEL_NAME_PLACEHOLDER, name)
+    }
+
+    /// The format as given.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
 /// Docker's limit on a service name: a DNS label.
@@ -112,7 +199,13 @@ pub fn validate_model_name(name: &str, prefix: &str, suffix: &str) -> Result<(),
     Ok(())
 }
 
-/// Checks an RFC 1123 host name (no trailing dot, at most 253 characters).
+/// Checks a domain the proxy routes on: dot-separated labels (no trailing dot, at most 253
+/// characters).
+///
+/// `_` is allowed, as DNS and Traefik allow it and as the original service's own example
+/// (`carls_model.com`) and default format (`{model_name}_localhost`) use it. What would
+/// break a `Host(...)` router rule or the rendered YAML (spaces, quotes, backticks, `/`,
+/// `:`) and empty labels are refused.
 pub fn validate_hostname(host: &str) -> Result<(), NameError> {
     let bad = || NameError::Hostname(host.to_string());
     if host.is_empty() || host.len() > 253 {
@@ -125,7 +218,7 @@ pub fn validate_hostname(host: &str) -> Result<(), NameError> {
             && !label.ends_with('-')
             && label
                 .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-');
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         if !valid {
             return Err(bad());
         }
@@ -225,9 +318,57 @@ mod tests {
     }
 
     #[test]
-    fn host_names_follow_rfc_1123() {
+    fn images_are_shown_as_docker_shows_them() {
+        for (image, shown) in [
+            (
+                "qarlm/static-http-response-server",
+                "qarlm/static-http-response-server:latest",
+            ),
+            (
+                "qarlm/static-http-response-server:1",
+                "qarlm/static-http-response-server:1",
+            ),
+            ("docker.io/library/busybox:1.36", "busybox:1.36"),
+            ("localhost:5000/model", "localhost:5000/model:latest"),
+            ("localhost:5000/model:2", "localhost:5000/model:2"),
+            ("model:2@sha256:abc", "model:2"),
+            ("model@sha256:abc", "model@sha256:abc"),
+            ("", ""),
+        ] {
+            assert_eq!(display_image(image), shown, "{image}");
+        }
+    }
+
+    #[test]
+    fn a_domain_format_fills_in_the_model_name() {
+        let format = DomainFormat::parse("{model_name}_localhost").unwrap();
+        assert_eq!(format.domain_for("carls_model"), "carls_model_localhost");
+        let format = DomainFormat::parse("{model_name}.models.example.com").unwrap();
+        assert_eq!(format.domain_for("a"), "a.models.example.com");
+    }
+
+    #[test]
+    fn a_domain_format_without_placeholder_or_making_no_domain_is_refused() {
+        assert_eq!(
+            DomainFormat::parse("models.example.com"),
+            Err(NameError::DomainFormatPlaceholder(
+                "models.example.com".into()
+            ))
+        );
+        let err = DomainFormat::parse("{model_name} .com").unwrap_err();
+        assert!(
+            err.to_string().contains("does not make a valid domain"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn domains_are_labels_of_letters_digits_dashes_and_underscores() {
         for host in [
             "carls-model.com",
+            "carls_model.com",
+            "carls_model_localhost",
+            "_dmarc.example.com",
             "a",
             "1.example",
             "x.y.z.example.org",
@@ -239,8 +380,10 @@ mod tests {
         let long_name = vec!["abcdefghi"; 26].join(".");
         for host in [
             "",
-            "carls_model.com",
             "-a.com",
+            "a`b.com",
+            "a\"b.com",
+            "a'b.com",
             "a-.com",
             "a..com",
             "a.com.",

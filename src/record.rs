@@ -64,6 +64,13 @@ pub struct ModelSpec {
     pub deploy_monitor_period: String,
     /// Template file name in the templates directory.
     pub template_file: String,
+    /// The original service's name for the template: `X` selects `X.template.yml`.
+    ///
+    /// Filled from `template_file` when that has the form `X.template.yml`, so every
+    /// record answers it; `None` for templates named otherwise. Records stored before
+    /// the field existed read as `None`.
+    #[serde(default)]
+    pub model_type: Option<String>,
     /// Extra variables for the template, merged at its top level.
     pub extra_template_attributes: BTreeMap<String, Json>,
 }
@@ -84,8 +91,24 @@ pub const SPEC_FIELDS: &[&str] = &[
     "deploy_delay",
     "deploy_monitor_period",
     "template_file",
+    "model_type",
     "extra_template_attributes",
 ];
+
+/// The suffix that turns a `model_type` into its template file name.
+pub const MODEL_TYPE_SUFFIX: &str = ".template.yml";
+
+/// The template a `model_type` selects, as the original service chose it.
+pub fn template_for_model_type(model_type: &str) -> String {
+    format!("{model_type}{MODEL_TYPE_SUFFIX}")
+}
+
+/// The `model_type` a template file name stands for, if it is named `X.template.yml`.
+pub fn model_type_of_template(template_file: &str) -> Option<&str> {
+    template_file
+        .strip_suffix(MODEL_TYPE_SUFFIX)
+        .filter(|stem| !stem.is_empty())
+}
 
 /// Fields the server assigns; a manifest or request may not set them.
 pub const SERVER_FIELDS: &[&str] = &[
@@ -157,6 +180,7 @@ mod tests {
                 deploy_delay: "5s".into(),
                 deploy_monitor_period: "30s".into(),
                 template_file: "default.template.yml".into(),
+                model_type: Some("default".into()),
                 extra_template_attributes: BTreeMap::new(),
             },
             deployment_id: new_deployment_id(),

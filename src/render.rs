@@ -6,6 +6,7 @@
 //! leaves it alone. A value from a manifest therefore can never add, remove or change the
 //! structure of the rendered stack; it can only be the value it is.
 
+use crate::manifest::Fill;
 use crate::record::{DeploymentRecord, ModelSpec};
 use minijinja::value::{Serde, ValueKind};
 use minijinja::{AutoEscape, Environment, ErrorKind, Output, State, UndefinedBehavior, Value};
@@ -59,7 +60,8 @@ pub enum RenderError {
     },
 }
 
-/// Instance-wide values every template sees.
+/// Instance-wide settings: the values every template sees, and what the instance fills
+/// in for fields a declaration leaves out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Instance {
     /// Owner label value and team name; also the stack name prefix.
@@ -68,6 +70,8 @@ pub struct Instance {
     pub environment: String,
     /// Shared overlay network the models attach to.
     pub network: String,
+    /// Fields a manifest or request may leave out (`--domain-format`).
+    pub fill: Fill,
 }
 
 impl Default for Instance {
@@ -76,6 +80,7 @@ impl Default for Instance {
             name: "mlmodel".into(),
             environment: "production".into(),
             network: "mlmodel".into(),
+            fill: Fill::default(),
         }
     }
 }

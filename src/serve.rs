@@ -127,6 +127,7 @@ pub async fn serve(config: ServeConfig, shutdown: CancellationToken) -> Result<(
             // The rescan backs up lost filesystem events: never rarer than the default,
             // whatever the swarm resync period.
             rescan: config.resync.min(WatchConfig::default().rescan),
+            fill: config.instance.fill.clone(),
             ..WatchConfig::default()
         },
         shutdown.clone(),

@@ -4,6 +4,8 @@
 //! observed in the swarm. [`StatusCache`] holds the latest status of every model for the
 //! API; reads never call Docker.
 
+use crate::naming;
+use crate::stack::labels;
 use crate::swarm::{ObservedService, ObservedTask};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
@@ -43,9 +45,12 @@ impl Phase {
 /// One live service of a model, as the original API showed it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ServiceStatus {
-    /// Service name.
+    /// The model name, as the original showed it (`carls_model`); a template's other
+    /// services add their key (`carls_model_worker`).
     pub name: String,
-    /// Image of its spec.
+    /// The Docker service name (`mlmodel_carls_model_mlmodel`).
+    pub service: String,
+    /// Image of its spec, as Docker shows it (`name:tag`, `:latest` when untagged).
     pub image: String,
     /// "running/desired".
     pub replicas: String,
@@ -220,7 +225,8 @@ pub fn derive(
         services: services
             .iter()
             .map(|s| ServiceStatus {
-                name: s.name().to_string(),
+                name: shown_service_name(name, s),
+                service: s.name().to_string(),
                 image: service_image(s),
                 replicas: format!("{}/{}", s.running_tasks, s.desired_tasks),
             })
@@ -231,14 +237,32 @@ pub fn derive(
 }
 
 fn service_image(service: &ObservedService) -> String {
-    service
+    let image = service
         .spec
         .task_template
         .as_ref()
         .and_then(|t| t.container_spec.as_ref())
-        .and_then(|c| c.image.clone())
-        .unwrap_or_default()
+        .and_then(|c| c.image.as_deref())
+        .unwrap_or_default();
+    naming::display_image(image)
 }
+
+/// A service's name as the original API showed it: the model name for the template's
+/// `mlmodel` service, `<model>_<key>` for its others.
+fn shown_service_name(model: &str, service: &ObservedService) -> String {
+    let key = service
+        .label(labels::STACK_NAMESPACE)
+        .and_then(|stack| service.name().strip_prefix(stack))
+        .and_then(|rest| rest.strip_prefix('_'));
+    match key {
+        Some(MAIN_SERVICE) => model.to_string(),
+        Some(key) => format!("{model}_{key}"),
+        None => service.name().to_string(),
+    }
+}
+
+/// The service key the default template gives a model's one service.
+const MAIN_SERVICE: &str = "mlmodel";
 
 fn task_status(
     task: &ObservedTask,
@@ -252,7 +276,7 @@ fn task_status(
     };
     TaskStatus {
         name: format!("{service_name}.{suffix}"),
-        image: task.image.clone(),
+        image: naming::display_image(&task.image),
         node: task
             .node_id
             .as_ref()

@@ -682,6 +682,7 @@ mod tests {
                 deploy_delay: "5s".into(),
                 deploy_monitor_period: "1m30s".into(),
                 template_file: "default.template.yml".into(),
+                model_type: Some("default".into()),
                 extra_template_attributes: BTreeMap::from([
                     (
                         "env".to_string(),

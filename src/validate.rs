@@ -4,7 +4,7 @@
 //! [`crate::naming`]), so a spec that passes here renders into a stack Docker accepts.
 
 use crate::naming;
-use crate::record::{MAX_SCALE, ModelSpec};
+use crate::record::{self, MAX_SCALE, ModelSpec};
 use crate::units;
 use std::fmt;
 
@@ -57,11 +57,10 @@ pub fn validate_spec(spec: &ModelSpec, rules: &Rules) -> Vec<FieldError> {
     let text = |r: Result<(), naming::NameError>| r.map_err(|e| e.to_string());
     check(
         "name",
-        text(naming::validate_model_name(
-            &spec.name,
-            rules.stack_prefix,
-            "",
-        )),
+        text(
+            naming::validate_model_name(&spec.name, rules.stack_prefix, "")
+                .and_then(|()| naming::check_not_reserved(&spec.name)),
+        ),
     );
     check("domain", text(naming::validate_hostname(&spec.domain)));
     check("image", text(naming::validate_image(&spec.image)));
@@ -114,7 +113,16 @@ pub fn validate_spec(spec: &ModelSpec, rules: &Rules) -> Vec<FieldError> {
         }
     }
     if let Err(message) = check_template_file(&spec.template_file, rules.template_exists) {
-        errors.push(FieldError::new("template_file", message));
+        // A template chosen by model_type is reported there: that is what the user wrote.
+        let field = match &spec.model_type {
+            Some(model_type)
+                if record::template_for_model_type(model_type) == spec.template_file =>
+            {
+                "model_type"
+            }
+            _ => "template_file",
+        };
+        errors.push(FieldError::new(field, message));
     }
     errors.extend(check_extra_attributes(spec, rules.reserved_names));
     errors
@@ -202,6 +210,7 @@ pub(crate) mod tests {
             deploy_delay: defaults::DEPLOY_DELAY.into(),
             deploy_monitor_period: defaults::DEPLOY_MONITOR_PERIOD.into(),
             template_file: defaults::TEMPLATE_FILE.into(),
+            model_type: Some("default".into()),
             extra_template_attributes: BTreeMap::new(),
         }
     }
@@ -230,7 +239,15 @@ pub(crate) mod tests {
         let cases: Vec<(Mutation, &str)> = vec![
             (|s| s.name = "bad name".into(), "name: "),
             (|s| s.name = "x".repeat(60), "name: "),
-            (|s| s.domain = "carls_model.com".into(), "domain: "),
+            (|s| s.name = "ping".into(), "name: \"ping\" is reserved"),
+            (
+                |s| {
+                    s.model_type = Some("gpu".into());
+                    s.template_file = "gpu.template.yml".into()
+                },
+                "model_type: \"gpu.template.yml\" is not in the templates directory",
+            ),
+            (|s| s.domain = "carls model.com".into(), "domain: "),
             (|s| s.image = "Bad Image".into(), "image: "),
             (|s| s.port = 0, "port: 0 is not a port"),
             (|s| s.scale = 1001, "scale: 1001 is too many"),

@@ -9,7 +9,7 @@ use std::process::Command;
 
 /// (manifest file, model name) for every model the examples declare.
 const MODELS: &[(&str, &str)] = &[
-    ("carls_model.yml", "carls_model"),
+    ("demo_model.yml", "demo_model"),
     ("sentiment.yml", "sentiment"),
     ("ranking-models.yml", "ranking-a"),
     ("ranking-models.yml", "ranking-b"),

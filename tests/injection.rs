@@ -30,6 +30,7 @@ fn benign_spec() -> ModelSpec {
         deploy_delay: "7s".into(),
         deploy_monitor_period: "41s".into(),
         template_file: "default.template.yml".into(),
+        model_type: Some("default".into()),
         extra_template_attributes: BTreeMap::new(),
     }
 }

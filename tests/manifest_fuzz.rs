@@ -82,7 +82,7 @@ proptest! {
         let templates = Templates::builtin().unwrap();
         let instance = Instance::default();
         let pipeline = Pipeline { instance: &instance, templates: &templates };
-        match read_spec(&doc, Some("fuzz")) {
+        match read_spec(&doc, Some("fuzz"), &Default::default()) {
             Ok(spec) => {
                 for error in pipeline.validate(&spec) {
                     prop_assert!(!error.field.is_empty() && !error.message.is_empty());

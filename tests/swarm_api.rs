@@ -81,7 +81,7 @@ async fn status_health_metrics_and_openapi_describe_a_running_model() {
     assert!(status["observed_at"].is_number(), "{status}");
     assert_eq!(
         status["services"],
-        json!([{"name": service, "image": "mlmodel-test/static-http:1", "replicas": "1/1"}])
+        json!([{"name": "probe", "service": service, "image": "mlmodel-test/static-http:1", "replicas": "1/1"}])
     );
     let tasks = status["tasks"].as_array().expect("tasks");
     let running: Vec<&Value> = tasks.iter().filter(|t| t["state"] == "Running").collect();
@@ -109,12 +109,26 @@ async fn status_health_metrics_and_openapi_describe_a_running_model() {
     let (code, metrics) = server.get("/metrics");
     assert_eq!(code, 200);
     let metrics = metrics.as_str().expect("metrics are text");
+    let active = metrics
+        .lines()
+        .find(|l| l.starts_with("mlmodel_manager_active{name=\"probe\","))
+        .unwrap_or_else(|| panic!("no mlmodel_manager_active series for probe in\n{metrics}"));
+    assert!(active.ends_with("} 1"), "{active}");
     assert!(
-        metrics
-            .lines()
-            .any(|l| l == "mlmodel_manager_active{model=\"probe\"} 1"),
-        "{metrics}"
+        active.contains("image=\"mlmodel-test/static-http:1\""),
+        "{active}"
     );
+    let running = metrics
+        .lines()
+        .find(|l| l.starts_with("mlmodel_manager_model_running{name=\"probe\","))
+        .unwrap_or_else(|| panic!("no task-state series for probe in\n{metrics}"));
+    assert!(running.ends_with("} 1"), "{running}");
+
+    let (code, health) = server.get("/health");
+    assert_eq!(code, 200, "{health}");
+    assert_eq!(health["models"]["active"], 1, "{health}");
+    assert_eq!(server.get("/ping"), (200, json!(["pong"])));
+    assert_eq!(server.get("/health/ping"), (200, json!(["pong"])));
 
     let (code, openapi) = server.get("/openapi.json");
     assert_eq!(code, 200);

@@ -196,7 +196,7 @@ async fn a_user_applies_inspects_diffs_rolls_back_and_deletes_a_model() {
     write(
         bad.path(),
         "broken.yml",
-        "domain: not_a_host\nimage: mlmodel-test/static-http:1\nbuild_id: b\nrun_id: r\nmem_limit: 64M\nmem_reservation: 1G\n",
+        "domain: not a host\nimage: mlmodel-test/static-http:1\nbuild_id: b\nrun_id: r\nmem_limit: 64M\nmem_reservation: 1G\n",
     );
     write(
         bad.path(),

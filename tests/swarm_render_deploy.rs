@@ -12,9 +12,19 @@ async fn rendered_examples_deploy_with_docker_stack_deploy() {
         return;
     }
     let repo = env!("CARGO_MANIFEST_DIR");
-    for (manifest, model, replicas) in [
-        ("carls_model.yml", "carls_model", "2"),
-        ("sentiment.yml", "sentiment", "1"),
+    for (manifest, model, replicas, image) in [
+        (
+            "demo_model.yml",
+            "demo_model",
+            "2",
+            "qarlm/static-http-response-server:1",
+        ),
+        (
+            "sentiment.yml",
+            "sentiment",
+            "1",
+            "mlmodel-test/static-http:1",
+        ),
     ] {
         let rendered = Command::new(env!("CARGO_BIN_EXE_mlmodel"))
             .current_dir(repo)
@@ -68,7 +78,7 @@ async fn rendered_examples_deploy_with_docker_stack_deploy() {
             .to_string();
         let parts: Vec<&str> = line.split(' ').collect();
         assert_eq!(parts[0], replicas, "{line}");
-        assert_eq!(parts[1], "mlmodel-test/static-http:1", "{line}");
+        assert_eq!(parts[1], image, "{line}");
         assert!(!parts[2].is_empty(), "build id label present: {line}");
     }
 }

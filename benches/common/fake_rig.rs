@@ -57,7 +57,11 @@ impl FakeRig {
         write_manifests(manifests.path(), n);
         let fake = Arc::new(FakeSwarm::new());
         let store = Store::open(data.path()).expect("open the store");
-        let declarations = scan(manifests.path(), &FileDeclarations::default());
+        let declarations = scan(
+            manifests.path(),
+            &FileDeclarations::default(),
+            &Default::default(),
+        );
         assert_eq!(declarations.models.len(), n, "every manifest scanned");
         let (files_tx, files) = watch::channel(Arc::new(declarations));
         let controller = Controller::new(Parts {

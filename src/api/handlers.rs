@@ -19,31 +19,39 @@ use std::time::SystemTime;
 
 type Params = Query<HashMap<String, String>>;
 
-/// `GET /`: every model's name, valid and active; `?detail=true`: full statuses.
+/// `GET /`: every model's name, valid and active; `?verbose=true` (or `detail=true`):
+/// full statuses; `?live_only=true`: only the models active in the swarm.
 pub async fn list(
     State(state): State<ApiState>,
     Query(params): Params,
 ) -> Result<Response, ApiError> {
-    let detailed = flag(&params, "detail")?.unwrap_or(false);
+    let detailed = flag(&params, "verbose")?
+        .or(flag(&params, "detail")?)
+        .unwrap_or(false);
+    let live_only = flag(&params, "live_only")?.unwrap_or(false);
     let generation = state.controller.status.generation();
     let mut cache = state.listing.lock().unwrap_or_else(|p| p.into_inner());
     if cache.generation != Some(generation) {
         let snapshot = state.controller.status.snapshot();
-        let brief: Vec<Value> = snapshot
-            .models
-            .values()
-            .map(|s| json!({"name": s.name, "valid": s.valid, "active": s.active}))
-            .collect();
-        let detailed: Vec<&ModelStatus> = snapshot.models.values().map(|s| s.as_ref()).collect();
-        cache.brief = Bytes::from(serde_json::to_vec(&brief).unwrap_or_default());
-        cache.detailed = Bytes::from(serde_json::to_vec(&detailed).unwrap_or_default());
+        cache.bodies = [false, true].map(|live_only| {
+            let models = || {
+                snapshot
+                    .models
+                    .values()
+                    .filter(move |s| s.active || !live_only)
+            };
+            let brief: Vec<Value> = models()
+                .map(|s| json!({"name": s.name, "valid": s.valid, "active": s.active}))
+                .collect();
+            let detailed: Vec<&ModelStatus> = models().map(|s| s.as_ref()).collect();
+            [
+                Bytes::from(serde_json::to_vec(&brief).unwrap_or_default()),
+                Bytes::from(serde_json::to_vec(&detailed).unwrap_or_default()),
+            ]
+        });
         cache.generation = Some(generation);
     }
-    let body = if detailed {
-        cache.detailed.clone()
-    } else {
-        cache.brief.clone()
-    };
+    let body = cache.bodies[usize::from(live_only)][usize::from(detailed)].clone();
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
@@ -72,7 +80,8 @@ pub async fn deploy(
     refuse_file_owned(&state, &name)?;
     let yaml = serde_yaml::to_value(&body)
         .map_err(|e| ApiError::BadRequest(format!("request body: {e}")))?;
-    let spec = read_spec(&yaml, Some(&name)).map_err(|(mut errors, draft)| {
+    let fill = &state.controller.instance().fill;
+    let spec = read_spec(&yaml, Some(&name), fill).map_err(|(mut errors, draft)| {
         if let Some(draft) = draft {
             let more = state.controller.pipeline().validate_draft(&draft, &errors);
             errors.extend(more);
@@ -84,12 +93,14 @@ pub async fn deploy(
 }
 
 /// `GET /{name}?n=N`: the newest N records, newest first, the newest with its live
-/// containers and services.
+/// containers and services. The original's `verbose` is accepted (the records are always
+/// whole), and checked like every flag.
 pub async fn get_model(
     State(state): State<ApiState>,
     Path(name): Path<String>,
     Query(params): Params,
 ) -> Result<Json<Value>, ApiError> {
+    flag(&params, "verbose")?;
     let n = match params.get("n") {
         None => 1,
         Some(text) => text
@@ -176,29 +187,79 @@ pub async fn rollback(
     Ok(Json(record_json(&entry.record, None)))
 }
 
-/// `GET /healthz`: Docker reachable, store writable, watcher alive.
-pub async fn healthz(State(state): State<ApiState>) -> Response {
+/// The three checks `/healthz` and `/health` report: Docker, store, watcher.
+async fn health_checks(state: &ApiState) -> (bool, Value) {
     let (docker_ok, docker_detail) = state.controller.docker_health();
     let (store_ok, store_detail) = match state.controller.store().flush().await {
         Ok(()) => (true, "writable".to_string()),
         Err(e) => (false, e.to_string()),
     };
     let (watcher_ok, watcher_detail) = state.probe.watcher();
-    let healthy = docker_ok && store_ok && watcher_ok;
-    let body = json!({
-        "status": if healthy { "ok" } else { "unhealthy" },
-        "checks": {
-            "docker": {"ok": docker_ok, "detail": docker_detail},
-            "store": {"ok": store_ok, "detail": store_detail},
-            "watcher": {"ok": watcher_ok, "detail": watcher_detail},
-        }
+    let checks = json!({
+        "docker": {"ok": docker_ok, "detail": docker_detail},
+        "store": {"ok": store_ok, "detail": store_detail},
+        "watcher": {"ok": watcher_ok, "detail": watcher_detail},
     });
-    let code = if healthy {
+    (docker_ok && store_ok && watcher_ok, checks)
+}
+
+fn health_code(healthy: bool) -> StatusCode {
+    if healthy {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
-    };
-    (code, Json(body)).into_response()
+    }
+}
+
+fn health_word(healthy: bool) -> &'static str {
+    if healthy { "ok" } else { "unhealthy" }
+}
+
+/// `GET /healthz`: Docker reachable, store writable, watcher alive.
+pub async fn healthz(State(state): State<ApiState>) -> Response {
+    let (healthy, checks) = health_checks(&state).await;
+    let body = json!({"status": health_word(healthy), "checks": checks});
+    (health_code(healthy), Json(body)).into_response()
+}
+
+/// `GET /health` (and the original's `/health/check`, `/health/test`): the checks of
+/// `/healthz`, the version and how many models are valid, active and in each phase.
+pub async fn health(State(state): State<ApiState>) -> Response {
+    let (healthy, checks) = health_checks(&state).await;
+    let snapshot = state.controller.status.snapshot();
+    let mut phases: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
+    let (mut valid, mut active) = (0u64, 0u64);
+    for status in snapshot.models.values() {
+        valid += u64::from(status.valid);
+        active += u64::from(status.active);
+        *phases.entry(status.phase.as_str()).or_default() += 1;
+    }
+    let body = json!({
+        "status": health_word(healthy),
+        "version": env!("CARGO_PKG_VERSION"),
+        "instance": state.controller.instance().name,
+        "checks": checks,
+        "models": {
+            "total": snapshot.models.len(),
+            "valid": valid,
+            "active": active,
+            "phases": phases,
+        },
+    });
+    (health_code(healthy), Json(body)).into_response()
+}
+
+/// `GET /ping` and `GET /health/ping`: `["pong"]`, as the original answered.
+pub async fn ping() -> Json<Value> {
+    Json(json!(["pong"]))
+}
+
+/// `GET /version`: mlmodel's version and this instance's name.
+pub async fn version(State(state): State<ApiState>) -> Json<Value> {
+    Json(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "instance": state.controller.instance().name,
+    }))
 }
 
 /// `GET /openapi.json`.
@@ -266,6 +327,11 @@ fn refuse_file_owned(state: &ApiState, name: &str) -> Result<(), ApiError> {
 /// A record as the original API showed it, with live containers and services when given.
 fn record_json(record: &DeploymentRecord, live: Option<&ModelStatus>) -> Value {
     let mut value = serde_json::to_value(record).unwrap_or_else(|_| json!({}));
+    if record.spec.model_type.is_none() {
+        // Records stored before model_type existed: answer it as a new record would.
+        let derived = record::model_type_of_template(&record.spec.template_file);
+        value["model_type"] = json!(derived);
+    }
     let now = SystemTime::now();
     let containers: Vec<Value> = live
         .map(|s| {

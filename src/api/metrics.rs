@@ -1,9 +1,12 @@
 //! `GET /metrics`: Prometheus text exposition, from the caches only.
 
 use super::ApiState;
+use crate::status::ModelStatus;
+use crate::store::HistoryEntry;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 
@@ -12,8 +15,16 @@ pub async fn metrics(State(state): State<ApiState>) -> Response {
     let controller = &state.controller;
     let snapshot = controller.status.snapshot();
     let mut out = String::new();
-    type Gauge = fn(&crate::status::ModelStatus) -> u64;
-    let per_model: [(&str, &str, Gauge); 5] = [
+    let models: Vec<(&ModelStatus, String)> = snapshot
+        .models
+        .values()
+        .map(|status| {
+            let record = controller.store().latest(&status.name).ok().flatten();
+            (status.as_ref(), model_labels(status, record.as_deref()))
+        })
+        .collect();
+    type Gauge = fn(&ModelStatus) -> u64;
+    let per_model: [(&str, &str, Gauge); 7] = [
         (
             "mlmodel_manager_active",
             "1 if the model's services exist in the swarm",
@@ -29,24 +40,34 @@ pub async fn metrics(State(state): State<ApiState>) -> Response {
             "1 if the model is active but has no valid record",
             |s| u64::from(s.active && !s.valid),
         ),
-        ("mlmodel_manager_replicas_running", "tasks running", |s| {
-            s.replicas_running
-        }),
-        ("mlmodel_manager_replicas_requested", "tasks desired", |s| {
-            s.replicas_desired
-        }),
+        (
+            "mlmodel_manager_model_running_replicas",
+            "tasks running",
+            |s| s.replicas_running,
+        ),
+        (
+            "mlmodel_manager_model_request_replicas",
+            "tasks desired",
+            |s| s.replicas_desired,
+        ),
+        (
+            "mlmodel_manager_replicas_running",
+            "tasks running (same as mlmodel_manager_model_running_replicas)",
+            |s| s.replicas_running,
+        ),
+        (
+            "mlmodel_manager_replicas_requested",
+            "tasks desired (same as mlmodel_manager_model_request_replicas)",
+            |s| s.replicas_desired,
+        ),
     ];
     for (name, help, value) in per_model {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
-        for status in snapshot.models.values() {
-            let _ = writeln!(
-                out,
-                "{name}{{model=\"{}\"}} {}",
-                escape(&status.name),
-                value(status)
-            );
+        for (status, labels) in &models {
+            let _ = writeln!(out, "{name}{{{labels}}} {}", value(status));
         }
     }
+    write_task_states(&mut out, &models);
     let m = &controller.metrics;
     let counters = [
         (
@@ -97,6 +118,69 @@ pub async fn metrics(State(state): State<ApiState>) -> Response {
         );
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+/// The original service's labels of a model's series: its name and, from the newest
+/// record, `domain` (as `http://{domain}:{port}`), `build_id`, `run_id`, `image`,
+/// `model_type` and `deployment_time` (empty for a model without a record).
+fn model_labels(status: &ModelStatus, entry: Option<&HistoryEntry>) -> String {
+    let spec = entry.map(|e| &e.record.spec);
+    let text = |f: fn(&crate::record::ModelSpec) -> String| spec.map(f).unwrap_or_default();
+    let pairs = [
+        ("name", status.name.clone()),
+        (
+            "domain",
+            text(|s| format!("http://{}:{}", s.domain, s.port)),
+        ),
+        ("build_id", text(|s| s.build_id.clone())),
+        ("run_id", text(|s| s.run_id.clone())),
+        ("image", text(|s| s.image.clone())),
+        (
+            "model_type",
+            text(|s| s.model_type.clone().unwrap_or_default()),
+        ),
+        (
+            "deployment_time",
+            entry
+                .map(|e| e.record.deployment_time.to_string())
+                .unwrap_or_default(),
+        ),
+    ];
+    pairs
+        .iter()
+        .map(|(key, value)| format!("{key}=\"{}\"", escape(value)))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// `mlmodel_manager_model_<desired state>`: each model's current tasks by the state Swarm
+/// wants them in, as the original counted them; `running` always, other states when some
+/// model has a task in them.
+fn write_task_states(out: &mut String, models: &[(&ModelStatus, String)]) {
+    let mut states: BTreeSet<String> = BTreeSet::from(["running".to_string()]);
+    for (status, _) in models {
+        states.extend(
+            status
+                .tasks
+                .iter()
+                .map(|t| t.desired_state.to_ascii_lowercase()),
+        );
+    }
+    for state in states {
+        let name = format!("mlmodel_manager_model_{state}");
+        let _ = writeln!(
+            out,
+            "# HELP {name} the model's tasks whose desired state is {state}\n# TYPE {name} gauge"
+        );
+        for (status, labels) in models {
+            let count = status
+                .tasks
+                .iter()
+                .filter(|t| t.desired_state.eq_ignore_ascii_case(&state))
+                .count();
+            let _ = writeln!(out, "{name}{{{labels}}} {count}");
+        }
+    }
 }
 
 fn escape(label: &str) -> String {

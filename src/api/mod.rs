@@ -46,11 +46,11 @@ pub struct ApiState {
     listing: Arc<Mutex<ListingCache>>,
 }
 
+/// `GET /` bodies: indexed by `live_only`, then by `verbose`.
 #[derive(Default)]
 struct ListingCache {
     generation: Option<u64>,
-    brief: axum::body::Bytes,
-    detailed: axum::body::Bytes,
+    bodies: [[axum::body::Bytes; 2]; 2],
 }
 
 impl ApiState {
@@ -74,6 +74,12 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/", get(handlers::list))
         .route("/healthz", get(handlers::healthz))
+        .route("/health", get(handlers::health))
+        .route("/health/check", get(handlers::health))
+        .route("/health/test", get(handlers::health))
+        .route("/ping", get(handlers::ping))
+        .route("/health/ping", get(handlers::ping))
+        .route("/version", get(handlers::version))
         .route("/metrics", get(metrics::metrics))
         .route("/openapi.json", get(handlers::openapi))
         .route(

@@ -1,5 +1,7 @@
 //! The API in-process: router, controller and the fake swarm; no sockets.
 
+mod compat;
+
 use super::*;
 use crate::controller::Parts;
 use crate::render::{Instance, Templates};
@@ -28,6 +30,10 @@ impl HealthProbe for AlwaysAlive {
 }
 
 async fn api_with_token(token: Option<&str>) -> Api {
+    api_with(token, Instance::default()).await
+}
+
+async fn api_with(token: Option<&str>, instance: Instance) -> Api {
     let manifests = tempfile::tempdir().unwrap();
     let data = tempfile::tempdir().unwrap();
     let (files_tx, files) = tokio::sync::watch::channel(Arc::new(FileDeclarations::default()));
@@ -35,7 +41,7 @@ async fn api_with_token(token: Option<&str>) -> Api {
         swarm: Arc::new(FakeSwarm::new()),
         store: Store::open(data.path()).unwrap(),
         files,
-        instance: Instance::default(),
+        instance,
         templates: Arc::new(Templates::builtin().unwrap()),
     });
     controller.ensure_network().await.unwrap();
@@ -101,7 +107,11 @@ impl Api {
         std::fs::write(self.manifests.path().join(file), text).unwrap();
         let previous = self.files_tx.borrow().clone();
         self.files_tx
-            .send(Arc::new(scan(self.manifests.path(), &previous)))
+            .send(Arc::new(scan(
+                self.manifests.path(),
+                &previous,
+                &Default::default(),
+            )))
             .unwrap();
     }
 }
@@ -171,10 +181,10 @@ async fn bad_requests_get_json_errors_with_the_right_status() {
             "scael: unknown field: did you mean scale?",
         ),
         (
-            r#"{"domain": "a_b.com", "image": "x", "build_id": "b", "run_id": "r"}"#,
+            r#"{"domain": "a`b.com", "image": "x", "build_id": "b", "run_id": "r"}"#,
             None,
             StatusCode::UNPROCESSABLE_ENTITY,
-            "domain: \"a_b.com\" is not a host name",
+            "domain: \"a`b.com\" is not a domain",
         ),
         (
             r#"{"domain": "a.com", "image": "x", "build_id": "b", "run_id": "r", "port": 0}"#,
@@ -401,16 +411,33 @@ async fn metrics_expose_per_model_gauges_and_controller_counters() {
     let api = api().await;
     api.post("/m", BODY).await;
     api.controller.reconcile("m").await;
+    api.controller.relist().await.unwrap();
+    api.controller.reconcile("m").await;
     let (status, body) = api.get("/metrics").await;
     assert_eq!(status, StatusCode::OK);
     let text = body.as_str().unwrap();
+    let deployment_time = api
+        .controller
+        .store()
+        .latest("m")
+        .unwrap()
+        .unwrap()
+        .record
+        .deployment_time;
+    let labels = format!(
+        "name=\"m\",domain=\"http://carls-model.com:80\",build_id=\"some_build_id\",run_id=\"some_run_id\",image=\"mlmodel-test/static-http:1\",model_type=\"default\",deployment_time=\"{deployment_time}\""
+    );
     for line in [
-        "mlmodel_manager_active{model=\"m\"} 1",
-        "mlmodel_manager_valid{model=\"m\"} 1",
-        "mlmodel_manager_weird{model=\"m\"} 0",
-        "mlmodel_manager_replicas_requested{model=\"m\"} 2",
-        "mlmodel_reconciles_total 1",
-        "mlmodel_docker_api_calls_total{kind=\"create_service\"} 1",
+        format!("mlmodel_manager_active{{{labels}}} 1"),
+        format!("mlmodel_manager_valid{{{labels}}} 1"),
+        format!("mlmodel_manager_weird{{{labels}}} 0"),
+        format!("mlmodel_manager_model_request_replicas{{{labels}}} 2"),
+        format!("mlmodel_manager_replicas_requested{{{labels}}} 2"),
+        format!("mlmodel_manager_model_running{{{labels}}} 2"),
+        "# TYPE mlmodel_manager_model_running gauge".to_string(),
+        "# HELP mlmodel_manager_active 1 if the model's services exist in the swarm".to_string(),
+        "mlmodel_reconciles_total 2".to_string(),
+        "mlmodel_docker_api_calls_total{kind=\"create_service\"} 1".to_string(),
     ] {
         assert!(
             text.lines().any(|l| l == line),
@@ -448,6 +475,12 @@ async fn unknown_endpoints_and_methods_answer_json() {
 const ROUTES: &[(&str, &str)] = &[
     ("get", "/"),
     ("get", "/healthz"),
+    ("get", "/health"),
+    ("get", "/health/check"),
+    ("get", "/health/test"),
+    ("get", "/ping"),
+    ("get", "/health/ping"),
+    ("get", "/version"),
     ("get", "/metrics"),
     ("get", "/openapi.json"),
     ("get", "/{name}"),

@@ -91,7 +91,7 @@ pub enum ClientCommand {
     /// configured (deployment ID)`. With --wait, follows each rollout until it is
     /// Available (exit 0), Failed or out of time (exit 1).
     ///
-    /// Example: mlmodel apply -f manifests/carls_model.yml --wait --timeout 2m
+    /// Example: mlmodel apply -f manifests/demo_model.yml --wait --timeout 2m
     Apply {
         /// Manifest files or directories.
         #[arg(short = 'f', long = "filename", required = true, value_name = "PATH")]

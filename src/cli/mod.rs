@@ -8,6 +8,8 @@ use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use crate::manifest::Fill;
+use crate::naming::DomainFormat;
 use crate::render::Instance;
 
 /// Keeps machine-learning model images served on Docker Swarm exactly as declared.
@@ -53,7 +55,7 @@ enum Command {
     /// the Swarm service specs as JSON exactly as mlmodel would send them to Docker,
     /// ownership labels included.
     ///
-    /// Example: mlmodel render manifests/carls_model.yml --format services
+    /// Example: mlmodel render manifests/demo_model.yml --format services
     Render {
         /// A manifest file (or a directory holding one model).
         #[arg(value_name = "PATH")]
@@ -114,15 +116,30 @@ pub struct InstanceArgs {
     /// Directory of templates; its files override the built-in ones of the same name.
     #[arg(long, env = "MLMODEL_TEMPLATES", value_name = "DIR")]
     pub templates: Option<PathBuf>,
+    /// Domain of a model that declares none, with {model_name} for its name (such as
+    /// {model_name}.models.example.com); also read from the original's
+    /// MLMODEL_ENDPOINT_DOMAIN_FORMAT. Without it, `domain` is required.
+    #[arg(long, env = crate::manifest::DOMAIN_FORMAT_ENV, value_name = "FORMAT", value_parser = parse_domain_format)]
+    pub domain_format: Option<DomainFormat>,
+}
+
+fn parse_domain_format(text: &str) -> Result<DomainFormat, String> {
+    DomainFormat::parse(text).map_err(|e| e.to_string())
 }
 
 impl InstanceArgs {
-    fn instance(&self) -> Instance {
-        Instance {
+    fn instance(&self) -> anyhow::Result<Instance> {
+        Ok(Instance {
             name: self.instance.clone(),
             environment: self.environment.clone(),
             network: self.network.clone(),
-        }
+            fill: Fill {
+                domain_format: match &self.domain_format {
+                    Some(format) => Some(format.clone()),
+                    None => Fill::domain_format_from_env().map_err(anyhow::Error::msg)?,
+                },
+            },
+        })
     }
 }
 

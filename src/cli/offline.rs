@@ -12,12 +12,12 @@ use std::process::ExitCode;
 
 pub(super) fn validate(paths: &[PathBuf], args: &InstanceArgs) -> anyhow::Result<ExitCode> {
     let templates = Templates::load(args.templates.as_deref())?;
-    let instance = args.instance();
+    let instance = args.instance()?;
     let pipeline = Pipeline {
         instance: &instance,
         templates: &templates,
     };
-    let (docs, mut errors) = manifest::load_paths(paths);
+    let (docs, mut errors) = manifest::load_paths(paths, &instance.fill);
     let mut valid: Vec<(String, &manifest::Origin)> = Vec::new();
     for doc in &docs {
         let result = doc.spec.clone().and_then(|spec| {
@@ -59,12 +59,12 @@ pub(super) fn render(
     args: &InstanceArgs,
 ) -> anyhow::Result<ExitCode> {
     let templates = Templates::load(args.templates.as_deref())?;
-    let instance = args.instance();
+    let instance = args.instance()?;
     let pipeline = Pipeline {
         instance: &instance,
         templates: &templates,
     };
-    let (docs, errors) = manifest::load_paths(&[path.to_path_buf()]);
+    let (docs, errors) = manifest::load_paths(&[path.to_path_buf()], &instance.fill);
     if let Some(first) = errors.first() {
         bail!("{first}");
     }

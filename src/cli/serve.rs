@@ -5,6 +5,7 @@ use crate::serve::{self, ServeConfig};
 use crate::units;
 use anyhow::Context;
 use clap::Args;
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -84,8 +85,10 @@ fn parse_period(text: &str) -> Result<Duration, String> {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colours only on a terminal: a log file or pipe must not carry escape codes.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Human => builder.init(),
@@ -103,7 +106,7 @@ pub(super) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         data_dir: args.data_dir,
         templates: args.instance.templates.clone(),
         listen: args.listen,
-        instance: args.instance.instance(),
+        instance: args.instance.instance()?,
         resync: args.resync,
         concurrency: args.concurrency,
         token: args.token.filter(|t| !t.is_empty()),

@@ -80,7 +80,12 @@ pub fn diff_spec(spec: &ModelSpec, current: Option<&Record>) -> ModelDiff {
         _ => Map::new(),
     };
     let mut changes = Vec::new();
-    for field in SPEC_FIELDS.iter().filter(|f| **f != "name") {
+    // model_type is derived from template_file (servers before it existed leave it out),
+    // so template_file alone says whether the template changes.
+    for field in SPEC_FIELDS
+        .iter()
+        .filter(|f| !matches!(**f, "name" | "model_type"))
+    {
         let old = current.0.get(*field);
         let new = wanted.get(*field);
         match (old, new) {

@@ -1,6 +1,6 @@
 //! Reading manifests for `apply` and `diff`, checked locally before anything is sent.
 
-use crate::manifest::{self, Origin};
+use crate::manifest::{self, Fill, Origin};
 use crate::record::{ModelSpec, SPEC_FIELDS};
 use crate::render::{CONTEXT_NAMES, Instance};
 use crate::validate::{self, FieldError, Rules};
@@ -36,8 +36,14 @@ pub fn check_locally(spec: &ModelSpec) -> Vec<FieldError> {
 ///
 /// Returns the models in file order, or every problem found, one line each:
 /// `FILE[#DOC]: FIELD: message`.
+///
+/// A model without `domain` gets one from `MLMODEL_DOMAIN_FORMAT` (or the original's
+/// `MLMODEL_ENDPOINT_DOMAIN_FORMAT`) when set, as the server does.
 pub fn load(paths: &[PathBuf]) -> Result<Vec<LocalSpec>, Vec<String>> {
-    let (docs, mut errors) = manifest::load_paths(paths);
+    let fill = Fill {
+        domain_format: Fill::domain_format_from_env().map_err(|e| vec![e])?,
+    };
+    let (docs, mut errors) = manifest::load_paths(paths, &fill);
     let mut specs = Vec::new();
     for doc in docs {
         let field_errors = match &doc.spec {

@@ -65,7 +65,11 @@ impl Rig {
     fn rescan(&self) {
         let previous = self.files_tx.borrow().clone();
         self.files_tx
-            .send(Arc::new(scan(self.manifests.path(), &previous)))
+            .send(Arc::new(scan(
+                self.manifests.path(),
+                &previous,
+                &Default::default(),
+            )))
             .unwrap();
     }
 

@@ -15,7 +15,7 @@ pub use watcher::{
     WatcherHealth,
 };
 
-use crate::manifest::{self, ManifestError, Origin};
+use crate::manifest::{self, Fill, ManifestError, Origin};
 use crate::record::ModelSpec;
 use crate::validate::FieldError;
 use std::collections::{BTreeMap, BTreeSet};
@@ -140,14 +140,14 @@ impl FileDeclaration {
 ///
 /// `previous` is the last scan: a file that cannot be read or parsed as YAML keeps
 /// declaring what it declared there. A missing `dir` declares nothing.
-pub fn scan(dir: &Path, previous: &FileDeclarations) -> FileDeclarations {
+pub fn scan(dir: &Path, previous: &FileDeclarations, fill: &Fill) -> FileDeclarations {
     let listing = list_manifest_files(dir);
     let mut files = BTreeMap::new();
     let mut broken = BTreeMap::new();
     // Files whose last readable content stands in for what cannot be read now.
     let mut stale = BTreeMap::new();
     for path in listing.files {
-        match manifest::read_manifest(&path) {
+        match manifest::read_manifest(&path, fill) {
             Ok(docs) => {
                 files.insert(path, docs.into_iter().map(Document::from).collect());
             }
@@ -351,7 +351,7 @@ mod tests {
     fn a_valid_manifest_declares_its_model_from_its_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = write(dir.path(), "carls_model.yml", &manifest("b1"));
-        let found = scan(dir.path(), &FileDeclarations::default());
+        let found = scan(dir.path(), &FileDeclarations::default(), &Fill::default());
         assert_eq!(names(&found), ["carls_model"]);
         let model = &found.models["carls_model"];
         assert_eq!(build_id(&found, "carls_model"), "b1");
@@ -371,7 +371,7 @@ mod tests {
         );
         write(dir.path(), "named.yml", "name: real_name\nport: eighty\n");
         write(dir.path(), "listed.yml", "name: [a, b]\n");
-        let found = scan(dir.path(), &FileDeclarations::default());
+        let found = scan(dir.path(), &FileDeclarations::default(), &Fill::default());
         assert_eq!(names(&found), ["listed", "real_name", "typo"]);
         let Declaration::Invalid { origin, errors } = &found.models["typo"].declaration else {
             panic!("{:?}", found.models["typo"]);
@@ -405,7 +405,7 @@ mod tests {
                 manifest("z")
             ),
         );
-        let found = scan(dir.path(), &FileDeclarations::default());
+        let found = scan(dir.path(), &FileDeclarations::default(), &Fill::default());
         assert_eq!(names(&found), ["a", "team#1", "team#2"]);
         assert!(found.models["a"].spec().is_some());
         assert!(matches!(
@@ -426,7 +426,7 @@ mod tests {
                 manifest("b2")
             ),
         );
-        let found = scan(dir.path(), &FileDeclarations::default());
+        let found = scan(dir.path(), &FileDeclarations::default(), &Fill::default());
         let Declaration::Conflict { origins } = &found.models["m"].declaration else {
             panic!("{:?}", found.models["m"]);
         };
@@ -452,7 +452,7 @@ mod tests {
             "b/copy.yml",
             &format!("name: m\n{}", manifest("b2")),
         );
-        let found = scan(dir.path(), &FileDeclarations::default());
+        let found = scan(dir.path(), &FileDeclarations::default(), &Fill::default());
         let model = &found.models["m"];
         assert!(matches!(model.declaration, Declaration::Conflict { .. }));
         assert_eq!(model.files(), [dir.path().join("a/m.yml"), other.clone()]);
@@ -467,7 +467,7 @@ mod tests {
         );
 
         fs::remove_file(&other).unwrap();
-        let resolved = scan(dir.path(), &found);
+        let resolved = scan(dir.path(), &found, &Fill::default());
         assert_eq!(build_id(&resolved, "m"), "b1");
         assert_eq!(
             changed_names(&found, &resolved),
@@ -488,10 +488,10 @@ mod tests {
             ),
         );
         write(dir.path(), "c.yml", &manifest("c1"));
-        let good = scan(dir.path(), &FileDeclarations::default());
+        let good = scan(dir.path(), &FileDeclarations::default(), &Fill::default());
 
         fs::write(&path, "name: a\ndomain: [unclosed\n").unwrap();
-        let broken = scan(dir.path(), &good);
+        let broken = scan(dir.path(), &good, &Fill::default());
         assert_eq!(names(&broken), ["a", "b", "c"]);
         assert_eq!(build_id(&broken, "a"), "a1");
         let error = &broken.broken[&path];
@@ -510,14 +510,14 @@ mod tests {
             BTreeSet::from(["a".to_string(), "b".to_string()])
         );
 
-        let still_broken = scan(dir.path(), &broken);
+        let still_broken = scan(dir.path(), &broken, &Fill::default());
         assert_eq!(
             still_broken, broken,
             "the last good content is carried from scan to scan"
         );
 
         fs::write(&path, format!("name: a\n{}", manifest("a2"))).unwrap();
-        let fixed = scan(dir.path(), &still_broken);
+        let fixed = scan(dir.path(), &still_broken, &Fill::default());
         assert_eq!(names(&fixed), ["a", "c"]);
         assert_eq!(build_id(&fixed, "a"), "a2");
         assert_eq!(fixed.models["a"].stale, None);
@@ -533,9 +533,9 @@ mod tests {
             "other.yml",
             &format!("name: m\n{}", manifest("b2")),
         );
-        let conflict = scan(dir.path(), &FileDeclarations::default());
+        let conflict = scan(dir.path(), &FileDeclarations::default(), &Fill::default());
         fs::write(&first, "{").unwrap();
-        let broken = scan(dir.path(), &conflict);
+        let broken = scan(dir.path(), &conflict, &Fill::default());
         assert!(matches!(
             broken.models["m"].declaration,
             Declaration::Conflict { .. }
@@ -548,7 +548,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = write(dir.path(), "m.yml", "a: [\n");
         let big = write(dir.path(), "big.yml", &"#".repeat(1024 * 1024 + 1));
-        let found = scan(dir.path(), &FileDeclarations::default());
+        let found = scan(dir.path(), &FileDeclarations::default(), &Fill::default());
         assert!(found.models.is_empty());
         assert_eq!(found.broken.keys().collect::<Vec<_>>(), [&big, &path]);
         assert!(
@@ -562,11 +562,11 @@ mod tests {
     fn deleting_a_broken_file_withdraws_its_stale_declarations() {
         let dir = tempfile::tempdir().unwrap();
         let path = write(dir.path(), "m.yml", &manifest("b1"));
-        let good = scan(dir.path(), &FileDeclarations::default());
+        let good = scan(dir.path(), &FileDeclarations::default(), &Fill::default());
         fs::write(&path, "[").unwrap();
-        let broken = scan(dir.path(), &good);
+        let broken = scan(dir.path(), &good, &Fill::default());
         fs::remove_file(&path).unwrap();
-        let gone = scan(dir.path(), &broken);
+        let gone = scan(dir.path(), &broken, &Fill::default());
         assert!(gone.models.is_empty());
         assert!(gone.broken.is_empty());
         assert_eq!(gone.files().count(), 0);
@@ -587,7 +587,7 @@ mod tests {
         ] {
             write(dir.path(), name, "not: [yaml\n");
         }
-        let found = scan(dir.path(), &FileDeclarations::default());
+        let found = scan(dir.path(), &FileDeclarations::default(), &Fill::default());
         assert!(found.models.is_empty(), "{:?}", found.models);
         assert!(found.broken.is_empty(), "{:?}", found.broken);
     }
@@ -598,7 +598,7 @@ mod tests {
         write(dir.path(), "top.yml", &manifest("t"));
         write(dir.path(), "team/a/deep.yaml", &manifest("d"));
         write(dir.path(), "team/b/other.yml", &manifest("o"));
-        let found = scan(dir.path(), &FileDeclarations::default());
+        let found = scan(dir.path(), &FileDeclarations::default(), &Fill::default());
         assert_eq!(names(&found), ["deep", "other", "top"]);
         assert_eq!(found.files().count(), 3);
     }
@@ -606,7 +606,11 @@ mod tests {
     #[test]
     fn a_missing_directory_declares_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let found = scan(&dir.path().join("absent"), &FileDeclarations::default());
+        let found = scan(
+            &dir.path().join("absent"),
+            &FileDeclarations::default(),
+            &Fill::default(),
+        );
         assert_eq!(found, FileDeclarations::default());
     }
 
@@ -615,9 +619,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         write(dir.path(), "keep.yml", &manifest("k"));
         write(dir.path(), "sub/gone.yml", &manifest("g"));
-        let before = scan(dir.path(), &FileDeclarations::default());
+        let before = scan(dir.path(), &FileDeclarations::default(), &Fill::default());
         fs::remove_dir_all(dir.path().join("sub")).unwrap();
-        let after = scan(dir.path(), &before);
+        let after = scan(dir.path(), &before, &Fill::default());
         assert_eq!(names(&after), ["keep"]);
         assert_eq!(
             changed_names(&before, &after),
@@ -633,7 +637,7 @@ mod tests {
         write(dir.path(), "removed.yml", &manifest("r"));
         write(dir.path(), "breaks.yml", &manifest("b"));
         write(dir.path(), "moves.yml", &manifest("m"));
-        let old = scan(dir.path(), &FileDeclarations::default());
+        let old = scan(dir.path(), &FileDeclarations::default(), &Fill::default());
 
         write(dir.path(), "edited.yml", &manifest("e2"));
         fs::remove_file(dir.path().join("removed.yml")).unwrap();
@@ -649,7 +653,7 @@ mod tests {
             "sub/moved.yml",
             &format!("name: moves\n{}", manifest("m")),
         );
-        let new = scan(dir.path(), &old);
+        let new = scan(dir.path(), &old, &Fill::default());
 
         let expected: BTreeSet<String> = ["added", "breaks", "edited", "moves", "removed"]
             .map(String::from)
@@ -663,12 +667,12 @@ mod tests {
         let parent = tempfile::tempdir().unwrap();
         let dir = parent.path().join("manifests");
         write(&dir, "m.yml", &manifest("b1"));
-        let good = scan(&dir, &FileDeclarations::default());
+        let good = scan(&dir, &FileDeclarations::default(), &Fill::default());
         // A file where the directory was cannot be listed (and, unlike permissions, this
         // holds for every user).
         fs::remove_dir_all(&dir).unwrap();
         fs::write(&dir, "").unwrap();
-        let unlistable = scan(&dir, &good);
+        let unlistable = scan(&dir, &good, &Fill::default());
         assert_eq!(build_id(&unlistable, "m"), "b1");
         let error = unlistable.models["m"].stale.clone().unwrap();
         assert!(error.contains("cannot list directory"), "{error}");
@@ -681,13 +685,13 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let path = write(dir.path(), "m.yml", &manifest("b1"));
-        let good = scan(dir.path(), &FileDeclarations::default());
+        let good = scan(dir.path(), &FileDeclarations::default(), &Fill::default());
         fs::set_permissions(&path, fs::Permissions::from_mode(0o000)).unwrap();
         if fs::read(&path).is_ok() {
             // Running with privileges that ignore permissions: nothing to observe.
             return;
         }
-        let unreadable = scan(dir.path(), &good);
+        let unreadable = scan(dir.path(), &good, &Fill::default());
         assert_eq!(build_id(&unreadable, "m"), "b1");
         assert!(
             unreadable.broken[&path].contains("cannot read"),

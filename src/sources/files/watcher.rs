@@ -6,6 +6,7 @@
 //! be lost, and re-establishes them when they failed or the directory was replaced.
 
 use super::{FileDeclarations, changed_names, scan};
+use crate::manifest::Fill;
 use notify::event::{AccessKind, AccessMode};
 use notify::{Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use std::collections::BTreeSet;
@@ -23,6 +24,8 @@ pub struct WatchConfig {
     pub debounce: Duration,
     /// Time between scans when nothing is heard, in case events were lost.
     pub rescan: Duration,
+    /// What manifests may leave out that the server fills in (`--domain-format`).
+    pub fill: Fill,
 }
 
 impl Default for WatchConfig {
@@ -30,6 +33,7 @@ impl Default for WatchConfig {
         Self {
             debounce: Duration::from_millis(50),
             rescan: Duration::from_secs(30),
+            fill: Fill::default(),
         }
     }
 }
@@ -194,6 +198,7 @@ pub type ChangesReceiver = mpsc::UnboundedReceiver<BTreeSet<String>>;
 /// Watches the manifests directory and publishes what it declares.
 pub struct ManifestWatcher {
     dir: PathBuf,
+    fill: Arc<Fill>,
     schedule: Schedule,
     events_tx: NotifyEvents,
     events: mpsc::UnboundedReceiver<notify::Result<Event>>,
@@ -231,6 +236,7 @@ impl ManifestWatcher {
         health.update(|report| report.alive = true);
         let mut watcher = ManifestWatcher {
             dir,
+            fill: Arc::new(config.fill.clone()),
             schedule: Schedule::new(&config, Instant::now()),
             events_tx,
             events,
@@ -244,7 +250,7 @@ impl ManifestWatcher {
         };
         // Watch first, then scan: a change made in between is then seen twice, not never.
         watcher.ensure_watching();
-        let first = scan(&watcher.dir, &FileDeclarations::default());
+        let first = scan(&watcher.dir, &FileDeclarations::default(), &watcher.fill);
         watcher.log_new_problems(&first);
         watcher.current = Arc::new(first);
         watcher.declarations.send_replace(watcher.current.clone());
@@ -301,7 +307,8 @@ impl ManifestWatcher {
         self.ensure_watching();
         let dir = self.dir.clone();
         let previous = self.current.clone();
-        match tokio::task::spawn_blocking(move || scan(&dir, &previous)).await {
+        let fill = self.fill.clone();
+        match tokio::task::spawn_blocking(move || scan(&dir, &previous, &fill)).await {
             Ok(next) => self.publish(next),
             Err(error) => {
                 let message = format!("scanning {} failed: {error}", self.dir.display());
@@ -450,6 +457,7 @@ mod tests {
         WatchConfig {
             debounce: Duration::from_millis(20),
             rescan: Duration::from_secs(60),
+            ..WatchConfig::default()
         }
     }
 
@@ -648,6 +656,7 @@ mod tests {
         let config = WatchConfig {
             debounce: Duration::from_millis(20),
             rescan: Duration::from_secs(30),
+            ..WatchConfig::default()
         };
         let (mut declarations, _changes, health) =
             ManifestWatcher::spawn(dir.clone(), config, shutdown.clone()).unwrap();
@@ -731,6 +740,7 @@ mod tests {
         let config = WatchConfig {
             debounce: Duration::from_secs(10),
             rescan: Duration::from_secs(1),
+            ..WatchConfig::default()
         };
         let mut schedule = Schedule::new(&config, start);
         schedule.event(start);
