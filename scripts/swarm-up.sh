@@ -9,6 +9,12 @@
 #   3. `docker swarm init` if this engine is not in a swarm
 #   4. create the shared attachable overlay network ${MLMODEL_NETWORK:-mlmodel}
 #   5. build the test image (scripts/build-test-image.sh)
+#   6. deploy the reverse proxy mlmodel ships (scripts/proxy-up.sh: Traefik v3 on
+#      port 80 in host mode, so each model answers on its domain), unless skipped
+#
+# Options:
+#   --no-proxy          skip step 6 (also MLMODEL_PROXY=0)
+#   --proxy-port PORT   the proxy's host port (also MLMODEL_PROXY_PORT; default 80)
 #
 # If DOCKER_HOST names a remote daemon (anything but a unix socket), steps 1
 # and 2 are skipped: that daemon must already answer.
@@ -17,6 +23,8 @@
 #   MLMODEL_NETWORK         overlay network to create (default mlmodel)
 #   MLMODEL_DOCKERD_LOG     dockerd log file (default /var/log/mlmodel-dockerd.log)
 #   MLMODEL_DOCKERD_WAIT    seconds to wait for a started dockerd (default 60)
+#   MLMODEL_PROXY           0 to skip the proxy (default 1)
+#   MLMODEL_PROXY_PORT      the proxy's host port (default 80)
 set -euo pipefail
 
 log() { printf 'swarm-up: %s\n' "$*" >&2; }
@@ -26,6 +34,24 @@ die() {
 }
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+proxy="${MLMODEL_PROXY:-1}"
+while (($# > 0)); do
+	case "$1" in
+	--no-proxy) proxy=0 ;;
+	--proxy-port)
+		(($# >= 2)) || die "--proxy-port needs a port"
+		export MLMODEL_PROXY_PORT="$2"
+		shift
+		;;
+	--proxy-port=*) export MLMODEL_PROXY_PORT="${1#--proxy-port=}" ;;
+	-h | --help)
+		sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
+		exit 0
+		;;
+	*) die "unknown option '$1' (see --help)" ;;
+	esac
+	shift
+done
 network="${MLMODEL_NETWORK:-mlmodel}"
 dockerd_log="${MLMODEL_DOCKERD_LOG:-/var/log/mlmodel-dockerd.log}"
 dockerd_wait="${MLMODEL_DOCKERD_WAIT:-60}"
@@ -178,4 +204,11 @@ fi
 # --- 5. test image ---------------------------------------------------------------
 bash "$repo_root/scripts/build-test-image.sh" || die "building the test image failed"
 
-log "ready: swarm active, network '$network', test image built"
+# --- 6. the reverse proxy -------------------------------------------------------
+if [[ $proxy == 0 ]]; then
+	log "not deploying the proxy (--no-proxy or MLMODEL_PROXY=0)"
+	log "ready: swarm active, network '$network', test image built"
+else
+	MLMODEL_NETWORK="$network" bash "$repo_root/scripts/proxy-up.sh" || die "deploying the proxy failed (skip it with --no-proxy)"
+	log "ready: swarm active, network '$network', test image built, proxy on port ${MLMODEL_PROXY_PORT:-80}"
+fi

@@ -1,7 +1,7 @@
 //! The endpoints.
 
 use super::timefmt;
-use super::{ApiError, ApiState, MAX_BODY_BYTES, OPENAPI};
+use super::{ApiError, ApiState, MAX_BODY_BYTES};
 use crate::desired::Identity;
 use crate::manifest::read_spec;
 use crate::record::{self, DeploymentRecord};
@@ -262,9 +262,13 @@ pub async fn version(State(state): State<ApiState>) -> Json<Value> {
     }))
 }
 
-/// `GET /openapi.json`.
-pub async fn openapi() -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+/// `GET /openapi.json`: the description, with this server's templates.
+pub async fn openapi(State(state): State<ApiState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        state.openapi.clone(),
+    )
+        .into_response()
 }
 
 /// Validates, renders, stores (flushed) and queues a new deployment of `spec`.

@@ -44,6 +44,8 @@ pub struct ApiState {
     pub probe: Arc<dyn HealthProbe>,
     /// `GET /` bodies, cached per status generation.
     listing: Arc<Mutex<ListingCache>>,
+    /// The OpenAPI description, with this server's templates in it.
+    openapi: axum::body::Bytes,
 }
 
 /// `GET /` bodies: indexed by `live_only`, then by `verbose`.
@@ -60,13 +62,53 @@ impl ApiState {
         token: Option<String>,
         probe: Arc<dyn HealthProbe>,
     ) -> Self {
+        let openapi = openapi_for(controller.templates().names(), &controller.instance().name);
         Self {
             controller,
             token: token.map(Arc::from),
             probe,
             listing: Arc::new(Mutex::new(ListingCache::default())),
+            openapi,
         }
     }
+}
+
+/// [`OPENAPI`] with the templates this server has as the only values of `template_file`
+/// and `model_type`, and the longest model name this instance can deploy with the
+/// default template, so a client (or a fuzzer) generating requests from it sends ones
+/// that can be accepted.
+fn openapi_for(templates: &[String], instance: &str) -> axum::body::Bytes {
+    let Ok(mut doc) = serde_json::from_str::<serde_json::Value>(OPENAPI) else {
+        // The description is a file compiled in; a test checks that it parses.
+        return axum::body::Bytes::from_static(OPENAPI.as_bytes());
+    };
+    let model_types: Vec<&str> = templates
+        .iter()
+        .filter_map(|t| crate::record::model_type_of_template(t))
+        .collect();
+    let properties = &mut doc["components"]["schemas"]["Spec"]["properties"];
+    properties["template_file"]["enum"] = serde_json::json!(templates);
+    properties["model_type"]["enum"] = serde_json::json!(model_types);
+    // `<instance>_<name>_mlmodel` must fit Docker's 63 characters.
+    let longest =
+        crate::naming::MAX_SERVICE_NAME.saturating_sub(instance.len() + "__mlmodel".len());
+    if let Some(paths) = doc["paths"].as_object_mut() {
+        for operation in paths
+            .values_mut()
+            .filter_map(|p| p.as_object_mut())
+            .flat_map(|p| p.values_mut())
+        {
+            let parameters = operation
+                .get_mut("parameters")
+                .and_then(|p| p.as_array_mut());
+            for parameter in parameters.into_iter().flatten() {
+                if parameter["in"] == "path" && parameter["name"] == "name" {
+                    parameter["schema"]["maxLength"] = serde_json::json!(longest);
+                }
+            }
+        }
+    }
+    axum::body::Bytes::from(serde_json::to_vec(&doc).unwrap_or_default())
 }
 
 /// Builds the API.

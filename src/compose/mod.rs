@@ -75,6 +75,8 @@ pub struct Service {
     pub healthcheck: Option<Healthcheck>,
     /// Time to wait after the stop signal, in nanoseconds.
     pub stop_grace_period: Option<i64>,
+    /// Signal that stops the container (`SIGTERM` when absent).
+    pub stop_signal: Option<String>,
     /// Published ports, short syntax expanded, in document order.
     pub ports: Vec<Port>,
     /// Networks by key; empty means the stack's `default` network.
@@ -291,6 +293,7 @@ fn read_service(r: &mut Reader, version: Version, path: &str, value: &Value) -> 
             "working_dir" => service.working_dir = r.string(&p, v),
             "healthcheck" => service.healthcheck = read_healthcheck(r, version, &p, v),
             "stop_grace_period" => service.stop_grace_period = r.duration(&p, v),
+            "stop_signal" => service.stop_signal = r.string(&p, v),
             "ports" => service.ports = ports::read_ports(r, version, &p, v),
             "networks" => service.networks = read_service_networks(r, &p, v),
             "deploy" => service.deploy = deploy::read_deploy(r, version, &p, v),

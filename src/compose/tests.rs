@@ -572,6 +572,7 @@ mod fuzz {
         "start_period",
         "disable",
         "stop_grace_period",
+        "stop_signal",
         "ports",
         "target",
         "published",

@@ -90,6 +90,7 @@ fn container_spec(stack_name: &str, service: &Service) -> TaskSpecContainerSpec 
         // The CLI always sends a privileges object, empty for the supported keys.
         privileges: Some(TaskSpecContainerSpecPrivileges::default()),
         stop_grace_period: service.stop_grace_period,
+        stop_signal: service.stop_signal.clone().filter(|s| !s.is_empty()),
         health_check: service.healthcheck.as_ref().map(health_check),
         ..Default::default()
     }

@@ -125,7 +125,7 @@ fn labels_go_where_docker_puts_them() {
 #[test]
 fn command_entrypoint_user_and_working_dir_reach_the_container() {
     let spec = web(
-        "    entrypoint: /server\n    command: [\"--port\", \"8080\"]\n    user: \"1000:1000\"\n    working_dir: /srv\n    stop_grace_period: 30s\n",
+        "    entrypoint: /server\n    command: [\"--port\", \"8080\"]\n    user: \"1000:1000\"\n    working_dir: /srv\n    stop_grace_period: 30s\n    stop_signal: SIGWINCH\n",
     );
     let c = container(&spec);
     assert_eq!(c.command, strings(&["/server"]));
@@ -133,6 +133,7 @@ fn command_entrypoint_user_and_working_dir_reach_the_container() {
     assert_eq!(c.user.as_deref(), Some("1000:1000"));
     assert_eq!(c.dir.as_deref(), Some("/srv"));
     assert_eq!(c.stop_grace_period, Some(30_000_000_000));
+    assert_eq!(c.stop_signal.as_deref(), Some("SIGWINCH"));
 }
 
 #[test]

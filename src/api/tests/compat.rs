@@ -178,3 +178,22 @@ async fn swarm_services_are_named_by_model_and_images_shown_as_docker_shows_them
     );
     assert_eq!(records[0]["image"], "qarlm/static-http-response-server");
 }
+
+#[tokio::test]
+async fn the_openapi_description_offers_only_the_templates_this_server_has() {
+    let api = api().await;
+    let (_, doc) = api.get("/openapi.json").await;
+    let properties = &doc["components"]["schemas"]["Spec"]["properties"];
+    assert_eq!(
+        properties["template_file"]["enum"],
+        json!(["default.template.yml"])
+    );
+    assert_eq!(properties["model_type"]["enum"], json!(["default"]));
+    let name = &doc["paths"]["/{name}"]["get"]["parameters"][0];
+    assert_eq!(name["name"], "name");
+    // mlmodel_<name>_mlmodel within 63 characters.
+    assert_eq!(
+        name["schema"]["maxLength"],
+        63 - "mlmodel_".len() - "_mlmodel".len()
+    );
+}
