@@ -86,4 +86,12 @@ async fn the_original_example_is_served_on_its_domain_through_the_shipped_traefi
         (200, json!({"status": "ok"})),
         "other_model_localhost through Traefik"
     );
+
+    // Logs written to a file carry no colour codes.
+    let log = server.log_text();
+    assert!(log.contains("API listening"), "{log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "ANSI escape codes in the log file:\n{log}"
+    );
 }
