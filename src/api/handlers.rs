@@ -362,24 +362,22 @@ fn record_json(record: &DeploymentRecord, live: Option<&ModelStatus>) -> Value {
     value
 }
 
+/// The request body as JSON.
+///
+/// A body whose content type is not JSON is still read as JSON when it parses, as the
+/// original service read it (`curl -d '{...}'` sends `application/x-www-form-urlencoded`);
+/// one that does not parse is refused for its content type.
 async fn read_json(headers: &HeaderMap, body: Body) -> Result<Value, ApiError> {
-    if let Some(content_type) = headers.get(header::CONTENT_TYPE) {
-        let essence = content_type
+    let declared = headers.get(header::CONTENT_TYPE).map(|content_type| {
+        content_type
             .to_str()
             .unwrap_or_default()
             .split(';')
             .next()
             .unwrap_or_default()
             .trim()
-            .to_ascii_lowercase();
-        let json = essence == "application/json"
-            || (essence.starts_with("application/") && essence.ends_with("+json"));
-        if !json {
-            return Err(ApiError::UnsupportedMediaType(format!(
-                "content type {essence:?} is not supported: send the deployment as application/json"
-            )));
-        }
-    }
+            .to_ascii_lowercase()
+    });
     let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
         .await
         .map_err(|_| {
@@ -388,8 +386,21 @@ async fn read_json(headers: &HeaderMap, body: Body) -> Result<Value, ApiError> {
                 MAX_BODY_BYTES / 1024
             ))
         })?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::BadRequest(format!("request body is not valid JSON: {e}")))
+    let parsed = serde_json::from_slice(&bytes);
+    match declared {
+        Some(essence)
+            if essence != "application/json"
+                && !(essence.starts_with("application/") && essence.ends_with("+json")) =>
+        {
+            parsed.map_err(|_| {
+                ApiError::UnsupportedMediaType(format!(
+                    "content type {essence:?} is not supported: send the deployment as application/json"
+                ))
+            })
+        }
+        _ => parsed
+            .map_err(|e| ApiError::BadRequest(format!("request body is not valid JSON: {e}"))),
+    }
 }
 
 fn flag(params: &HashMap<String, String>, key: &str) -> Result<Option<bool>, ApiError> {

@@ -197,3 +197,19 @@ async fn the_openapi_description_offers_only_the_templates_this_server_has() {
         63 - "mlmodel_".len() - "_mlmodel".len()
     );
 }
+
+#[tokio::test]
+async fn a_json_body_sent_with_curls_default_content_type_is_read_as_json() {
+    let api = api().await;
+    // `curl -d '{...}'` says application/x-www-form-urlencoded; the original read JSON.
+    let (status, record) = api
+        .call(
+            "POST",
+            "/carls_model",
+            Some(ORIGINAL_BODY),
+            &[("content-type", "application/x-www-form-urlencoded")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{record}");
+    assert_eq!(record["domain"], "carls_model.com");
+}
