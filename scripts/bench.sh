@@ -7,7 +7,8 @@
 #   scripts/bench.sh fake       only those that run in process over the fake swarm
 #   scripts/bench.sh swarm      only those that need the real swarm
 #   scripts/bench.sh NAME...    the named ones (resync, memory, api_list,
-#                               swarm_latency, swarm_throughput, swarm_resync)
+#                               swarm_latency, swarm_throughput, swarm_resync,
+#                               swarm_proxy)
 #
 # In process, over the fake swarm (no Docker needed):
 #   resync            a resync of 1000 converged models: Docker calls and CPU time
@@ -17,10 +18,14 @@
 #   swarm_latency     manifest -> service created; service removed by hand -> recreated
 #   swarm_throughput  100 new manifests -> all tasks running, against the raw API
 #   swarm_resync      a resync of 1000 converged models through bollard: calls and CPU
+#   swarm_proxy       failed requests through Traefik (shipped and stock polling) while a
+#                     model is updated and scaled, drain template vs none; and seconds
+#                     from a new model's task running to its first routed request
 #
 # Environment: BENCH_MODELS (models; default 1000, or 100 for swarm_throughput),
 # BENCH_ROUNDS (resync, swarm_resync), BENCH_SECONDS and BENCH_CONNECTIONS (api_list),
-# BENCH_SAMPLES and BENCH_RECREATE_SAMPLES (swarm_latency).
+# BENCH_SAMPLES and BENCH_RECREATE_SAMPLES (swarm_latency), BENCH_RATE, BENCH_SETTLE,
+# BENCH_PHASES and BENCH_SAMPLES (swarm_proxy).
 #
 # The swarm benchmarks create services named mlmodelbench-* and remove them when done;
 # after an interrupted run, MLMODEL_TEST_PREFIX=mlmodelbench scripts/swarm-down.sh
@@ -29,7 +34,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 fake=(resync memory api_list)
-swarm=(swarm_latency swarm_throughput swarm_resync)
+swarm=(swarm_latency swarm_throughput swarm_resync swarm_proxy)
 
 swarm_ready() {
 	command -v docker >/dev/null 2>&1 &&

@@ -28,6 +28,8 @@
 #   MLMODEL_PROXY_FRONT_HEALTH_PORT  the front's health check port on loopback (8083)
 #   MLMODEL_PROXY_STACK    stack name (default mlmodel-proxy)
 #   MLMODEL_PROXY_REFRESH  seconds between Traefik's polls of the swarm (default 1)
+#   MLMODEL_PROXY_THROTTLE Traefik's minimum time between configuration changes
+#                          (default 200ms)
 #   MLMODEL_NETWORK        the models' shared overlay network (default mlmodel)
 #   MLMODEL_PROXY_WAIT     seconds to wait for the proxy to answer (default 90)
 set -euo pipefail
@@ -45,6 +47,7 @@ routes_file="$repo_root/deploy/proxy-front.routes.yml"
 stack="${MLMODEL_PROXY_STACK:-mlmodel-proxy}"
 export MLMODEL_PROXY_PORT="${MLMODEL_PROXY_PORT:-80}"
 export MLMODEL_PROXY_REFRESH="${MLMODEL_PROXY_REFRESH:-1}"
+export MLMODEL_PROXY_THROTTLE="${MLMODEL_PROXY_THROTTLE:-200ms}"
 export MLMODEL_NETWORK="${MLMODEL_NETWORK:-mlmodel}"
 export MLMODEL_PROXY_IMAGE="${MLMODEL_PROXY_IMAGE:-mlmodel-proxy/traefik}"
 wait_seconds="${MLMODEL_PROXY_WAIT:-90}"
@@ -58,6 +61,8 @@ export MLMODEL_PROXY_FRONT_HEALTH_PORT="${MLMODEL_PROXY_FRONT_HEALTH_PORT:-8083}
 	die "MLMODEL_PROXY_PORT='$MLMODEL_PROXY_PORT' is not a port (1 to 65535)"
 [[ $MLMODEL_PROXY_REFRESH =~ ^[0-9]+$ ]] && ((MLMODEL_PROXY_REFRESH >= 1)) ||
 	die "MLMODEL_PROXY_REFRESH='$MLMODEL_PROXY_REFRESH' is not a whole number of seconds of at least 1"
+[[ $MLMODEL_PROXY_THROTTLE =~ ^[0-9]+(ms|s)$ ]] ||
+	die "MLMODEL_PROXY_THROTTLE='$MLMODEL_PROXY_THROTTLE' is not a duration such as 200ms or 2s"
 [[ -f $stack_file ]] || die "missing $stack_file"
 docker info >/dev/null 2>&1 || die "the Docker daemon does not answer (run scripts/swarm-up.sh first)"
 docker network inspect "$MLMODEL_NETWORK" >/dev/null 2>&1 ||

@@ -222,6 +222,8 @@ impl Drop for EventLog {
 pub struct ServeProcess {
     /// The instance it manages for.
     pub instance: String,
+    /// Base URL of its HTTP API, `http://127.0.0.1:<port>`.
+    pub url: String,
     manifests: tempfile::TempDir,
     _data: tempfile::TempDir,
     child: Option<Child>,
@@ -259,6 +261,7 @@ impl ServeProcess {
             .expect("mlmodel serve starts");
         let mut server = Self {
             instance: instance.to_string(),
+            url: format!("http://127.0.0.1:{port}"),
             manifests,
             _data: data,
             child: Some(child),

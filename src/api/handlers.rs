@@ -103,15 +103,11 @@ pub async fn get_model(
     flag(&params, "verbose")?;
     let n = match params.get("n") {
         None => 1,
-        Some(text) => text
-            .parse::<usize>()
-            .ok()
-            .filter(|n| *n >= 1)
-            .ok_or_else(|| {
-                ApiError::BadRequest(format!(
-                    "n: expected a whole number of at least 1, found {text:?}"
-                ))
-            })?,
+        Some(text) => whole_number(text).filter(|n| *n >= 1).ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "n: expected a whole number of at least 1, found {text:?}"
+            ))
+        })?,
     };
     let history = history(&state, &name, n)?;
     let status = state.controller.status.get(&name);
@@ -401,6 +397,15 @@ async fn read_json(headers: &HeaderMap, body: Body) -> Result<Value, ApiError> {
         _ => parsed
             .map_err(|e| ApiError::BadRequest(format!("request body is not valid JSON: {e}"))),
     }
+}
+
+/// A whole number; one too large for the machine is taken as the largest there is (`n`
+/// asks for at most that many records).
+fn whole_number(text: &str) -> Option<usize> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(text.parse::<usize>().unwrap_or(usize::MAX))
 }
 
 fn flag(params: &HashMap<String, String>, key: &str) -> Result<Option<bool>, ApiError> {

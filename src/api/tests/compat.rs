@@ -213,3 +213,16 @@ async fn a_json_body_sent_with_curls_default_content_type_is_read_as_json() {
     assert_eq!(status, StatusCode::OK, "{record}");
     assert_eq!(record["domain"], "carls_model.com");
 }
+
+#[tokio::test]
+async fn a_huge_n_answers_every_record() {
+    let api = api().await;
+    api.post("/m", SUITE_BODY).await;
+    let (status, records) = api.get("/m?n=183932466948889968640").await;
+    assert_eq!(status, StatusCode::OK, "{records}");
+    assert_eq!(records.as_array().unwrap().len(), 1);
+    let (status, _) = api.get("/m?n=0").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = api.get("/m?n=-1").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
