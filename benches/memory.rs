@@ -15,7 +15,7 @@ mod common;
 use common::fake_rig::{FakeRig, model_name};
 use common::{Row, Target, print_table, proc_status_kb, rss_mb};
 use mlmodel::api::{self, ApiState, HealthProbe};
-use mlmodel::controller::RunConfig;
+use mlmodel::reconcile::controller::RunConfig;
 use mlmodel::swarm::Swarm;
 use mlmodel::swarm::fake::FakeSwarm;
 use std::alloc::{GlobalAlloc, Layout, System};

@@ -2,10 +2,10 @@
 //! until SIGINT or SIGTERM.
 
 use crate::api::{self, ApiState, HealthProbe};
-use crate::controller::{Controller, Parts, RunConfig};
-use crate::render::{Instance, Templates};
+use crate::desired::render::{Instance, Templates};
+use crate::reconcile::controller::{Controller, Parts, RunConfig};
 use crate::sources::files::{ManifestWatcher, WatchConfig, WatcherHealth};
-use crate::store::Store;
+use crate::sources::store::Store;
 use crate::swarm::docker::DockerSwarm;
 use crate::swarm::{Swarm, SwarmError};
 use std::net::SocketAddr;
@@ -52,7 +52,7 @@ pub enum ServeError {
     Store(String),
     /// The templates could not be loaded.
     #[error(transparent)]
-    Templates(#[from] crate::render::RenderError),
+    Templates(#[from] crate::desired::render::RenderError),
     /// The manifests directory could not be watched.
     #[error("cannot watch the manifests directory: {0}")]
     Watch(String),

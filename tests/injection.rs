@@ -5,10 +5,10 @@
 //! exactly the structure it has with a benign value and the value reads back unchanged,
 //! both from the compose YAML and from the Swarm service spec it converts to.
 
+use mlmodel::desired::record::ModelSpec;
+use mlmodel::desired::render::{Instance, Templates};
 use mlmodel::desired::{Identity, Pipeline};
-use mlmodel::record::ModelSpec;
-use mlmodel::render::{Instance, Templates};
-use mlmodel::store::Source;
+use mlmodel::sources::store::Source;
 use proptest::prelude::*;
 use serde_yaml::Value as Yaml;
 use std::collections::BTreeMap;
@@ -228,7 +228,7 @@ proptest! {
         let mut spec = benign_spec();
         spec.template_file = "echo.yml".into();
         spec.extra_template_attributes.insert("attr".into(), value.clone());
-        let record = mlmodel::record::DeploymentRecord {
+        let record = mlmodel::desired::record::DeploymentRecord {
             spec,
             deployment_id: identity().deployment_id,
             deployment_time: 1.5,

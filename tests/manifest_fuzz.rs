@@ -4,15 +4,15 @@
 //! what was wrong; nothing panics, whatever the bytes.
 
 use mlmodel::desired::Pipeline;
-use mlmodel::manifest::{parse_manifest, read_spec};
-use mlmodel::render::{Instance, Templates};
+use mlmodel::desired::manifest::{parse_manifest, read_spec};
+use mlmodel::desired::render::{Instance, Templates};
 use proptest::prelude::*;
 use serde_yaml::Value as Yaml;
 use std::path::Path;
 
 /// Field names a document may use, plus a server-assigned one, a typo and an empty one.
 fn field_names() -> Vec<&'static str> {
-    let mut names = mlmodel::record::SPEC_FIELDS.to_vec();
+    let mut names = mlmodel::desired::record::SPEC_FIELDS.to_vec();
     names.extend(["deployment_id", "scael", ""]);
     names
 }

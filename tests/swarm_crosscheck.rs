@@ -20,8 +20,8 @@ use common::{
     StackGuard, docker_cli, docker_lines, docker_ok, remove_stack, skip_or_fail, stack_network_ids,
     stack_networks, stack_services, unique_name,
 };
-use mlmodel::convert::convert_yaml;
-use mlmodel::stack::{StackSpec, labels};
+use mlmodel::desired::convert::convert_yaml;
+use mlmodel::desired::stack::{StackSpec, labels};
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};

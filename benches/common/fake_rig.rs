@@ -2,11 +2,11 @@
 //! hold them: one manifest file per model, scanned; one record per model in the store;
 //! one live service per model.
 
-use mlmodel::controller::{Controller, Parts};
-use mlmodel::queue::Outcome;
-use mlmodel::render::{Instance, Templates};
+use mlmodel::desired::render::{Instance, Templates};
+use mlmodel::reconcile::controller::{Controller, Parts};
+use mlmodel::reconcile::queue::Outcome;
 use mlmodel::sources::files::{FileDeclarations, scan};
-use mlmodel::store::Store;
+use mlmodel::sources::store::Store;
 use mlmodel::swarm::fake::FakeSwarm;
 use std::path::Path;
 use std::sync::Arc;

@@ -10,10 +10,10 @@ use bollard::Docker;
 use bollard::models::{LocalNodeState, ServiceSpec};
 use bollard::query_parameters::{EventsOptions, ListContainersOptions, ListServicesOptions};
 use futures_util::StreamExt;
+use mlmodel::desired::manifest::parse_manifest;
+use mlmodel::desired::record;
+use mlmodel::desired::render::{Instance, Templates};
 use mlmodel::desired::{Identity, Pipeline};
-use mlmodel::manifest::parse_manifest;
-use mlmodel::record;
-use mlmodel::render::{Instance, Templates};
 use mlmodel::swarm::Swarm;
 use mlmodel::swarm::docker::DockerSwarm;
 use std::collections::{HashMap, HashSet};
@@ -113,7 +113,7 @@ pub fn specs(instance: &str, models: &[String], scale: u64) -> Vec<ServiceSpec> 
                 deployment_time: record::now_unix_seconds(),
             };
             let desired = pipeline
-                .build(spec, identity, &mlmodel::store::Source::Api)
+                .build(spec, identity, &mlmodel::sources::store::Source::Api)
                 .expect("the pipeline builds the benchmark manifest");
             desired.stack.services
         })

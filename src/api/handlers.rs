@@ -3,10 +3,10 @@
 use super::timefmt;
 use super::{ApiError, ApiState, MAX_BODY_BYTES};
 use crate::desired::Identity;
-use crate::manifest::read_spec;
-use crate::record::{self, DeploymentRecord};
-use crate::status::ModelStatus;
-use crate::store::{HistoryEntry, Source};
+use crate::desired::manifest::read_spec;
+use crate::desired::record::{self, DeploymentRecord};
+use crate::reconcile::status::ModelStatus;
+use crate::sources::store::{HistoryEntry, Source};
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
@@ -270,7 +270,7 @@ pub async fn openapi(State(state): State<ApiState>) -> Response {
 /// Validates, renders, stores (flushed) and queues a new deployment of `spec`.
 async fn record_deployment(
     state: &ApiState,
-    spec: crate::record::ModelSpec,
+    spec: crate::desired::record::ModelSpec,
 ) -> Result<HistoryEntry, ApiError> {
     let identity = Identity {
         deployment_id: record::new_deployment_id(),
@@ -419,7 +419,7 @@ fn flag(params: &HashMap<String, String>, key: &str) -> Result<Option<bool>, Api
     }
 }
 
-fn invalid(errors: &[crate::validate::FieldError]) -> ApiError {
+fn invalid(errors: &[crate::desired::validate::FieldError]) -> ApiError {
     ApiError::Invalid(
         errors
             .iter()

@@ -1,8 +1,8 @@
 //! `GET /metrics`: Prometheus text exposition, from the caches only.
 
 use super::ApiState;
-use crate::status::ModelStatus;
-use crate::store::HistoryEntry;
+use crate::reconcile::status::ModelStatus;
+use crate::sources::store::HistoryEntry;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
@@ -125,7 +125,8 @@ pub async fn metrics(State(state): State<ApiState>) -> Response {
 /// `model_type` and `deployment_time` (empty for a model without a record).
 fn model_labels(status: &ModelStatus, entry: Option<&HistoryEntry>) -> String {
     let spec = entry.map(|e| &e.record.spec);
-    let text = |f: fn(&crate::record::ModelSpec) -> String| spec.map(f).unwrap_or_default();
+    let text =
+        |f: fn(&crate::desired::record::ModelSpec) -> String| spec.map(f).unwrap_or_default();
     let pairs = [
         ("name", status.name.clone()),
         (

@@ -12,7 +12,7 @@ pub mod timefmt;
 
 pub use errors::ApiError;
 
-use crate::controller::Controller;
+use crate::reconcile::controller::Controller;
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::{Method, header};
@@ -84,14 +84,14 @@ fn openapi_for(templates: &[String], instance: &str) -> axum::body::Bytes {
     };
     let model_types: Vec<&str> = templates
         .iter()
-        .filter_map(|t| crate::record::model_type_of_template(t))
+        .filter_map(|t| crate::desired::record::model_type_of_template(t))
         .collect();
     let properties = &mut doc["components"]["schemas"]["Spec"]["properties"];
     properties["template_file"]["enum"] = serde_json::json!(templates);
     properties["model_type"]["enum"] = serde_json::json!(model_types);
     // `<instance>_<name>_mlmodel` must fit Docker's 63 characters.
     let longest =
-        crate::naming::MAX_SERVICE_NAME.saturating_sub(instance.len() + "__mlmodel".len());
+        crate::desired::naming::MAX_SERVICE_NAME.saturating_sub(instance.len() + "__mlmodel".len());
     if let Some(paths) = doc["paths"].as_object_mut() {
         for operation in paths
             .values_mut()

@@ -3,10 +3,10 @@
 mod compat;
 
 use super::*;
-use crate::controller::Parts;
-use crate::render::{Instance, Templates};
+use crate::desired::render::{Instance, Templates};
+use crate::reconcile::controller::Parts;
 use crate::sources::files::{FileDeclarations, scan};
-use crate::store::Store;
+use crate::sources::store::Store;
 use crate::swarm::fake::FakeSwarm;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};

@@ -10,7 +10,7 @@
 use crate::client::api::ApiClient;
 use crate::client::commands::{self, Output};
 use crate::client::exit;
-use crate::units;
+use crate::desired::units;
 use clap::{Args, Subcommand, ValueEnum};
 use reqwest::Url;
 use std::path::PathBuf;

@@ -8,9 +8,9 @@ use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::manifest::Fill;
-use crate::naming::DomainFormat;
-use crate::render::Instance;
+use crate::desired::manifest::Fill;
+use crate::desired::naming::DomainFormat;
+use crate::desired::render::Instance;
 
 /// Keeps machine-learning model images served on Docker Swarm exactly as declared.
 #[derive(Debug, Parser)]
@@ -119,7 +119,7 @@ pub struct InstanceArgs {
     /// Domain of a model that declares none, with {model_name} for its name (such as
     /// {model_name}.models.example.com); also read from the original's
     /// MLMODEL_ENDPOINT_DOMAIN_FORMAT. Without it, `domain` is required.
-    #[arg(long, env = crate::manifest::DOMAIN_FORMAT_ENV, value_name = "FORMAT", value_parser = parse_domain_format)]
+    #[arg(long, env = crate::desired::manifest::DOMAIN_FORMAT_ENV, value_name = "FORMAT", value_parser = parse_domain_format)]
     pub domain_format: Option<DomainFormat>,
 }
 

@@ -1,11 +1,11 @@
 //! `mlmodel validate` and `mlmodel render`: the offline pipeline, no Docker needed.
 
 use super::{InstanceArgs, RenderFormat};
+use crate::desired::manifest::{self, ManifestDoc};
+use crate::desired::render::Templates;
+use crate::desired::validate::FieldError;
 use crate::desired::{Identity, Pipeline, offline_identity};
-use crate::manifest::{self, ManifestDoc};
-use crate::render::Templates;
-use crate::store::Source;
-use crate::validate::FieldError;
+use crate::sources::store::Source;
 use anyhow::{Context, bail};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

@@ -1,8 +1,8 @@
 //! `mlmodel serve` flags, turned into a [`ServeConfig`].
 
 use super::InstanceArgs;
+use crate::desired::units;
 use crate::serve::{self, ServeConfig};
-use crate::units;
 use anyhow::Context;
 use clap::Args;
 use std::io::IsTerminal;

@@ -2,7 +2,7 @@
 
 use super::exit;
 use super::wire::{Record, Status};
-use crate::record::ModelSpec;
+use crate::desired::record::ModelSpec;
 use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
 use serde_json::Value as Json;

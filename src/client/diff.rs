@@ -1,7 +1,7 @@
 //! `mlmodel diff`: what applying a spec would change in the model's current record.
 
 use super::wire::Record;
-use crate::record::{ModelSpec, SPEC_FIELDS};
+use crate::desired::record::{ModelSpec, SPEC_FIELDS};
 use serde_json::{Map, Value as Json};
 
 /// One field that differs. `None` on a side means the field is absent there.
@@ -155,7 +155,7 @@ mod tests {
             build_id: "b2".into(),
             run_id: "r1".into(),
             extra_template_attributes: BTreeMap::from([("team".into(), json!("search"))]),
-            ..crate::validate::tests::good_spec()
+            ..crate::desired::validate::tests::good_spec()
         }
     }
 

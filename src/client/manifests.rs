@@ -1,9 +1,9 @@
 //! Reading manifests for `apply` and `diff`, checked locally before anything is sent.
 
-use crate::manifest::{self, Fill, Origin};
-use crate::record::{ModelSpec, SPEC_FIELDS};
-use crate::render::{CONTEXT_NAMES, Instance};
-use crate::validate::{self, FieldError, Rules};
+use crate::desired::manifest::{self, Fill, Origin};
+use crate::desired::record::{ModelSpec, SPEC_FIELDS};
+use crate::desired::render::{CONTEXT_NAMES, Instance};
+use crate::desired::validate::{self, FieldError, Rules};
 use std::path::PathBuf;
 
 /// One model declared in a manifest file.

@@ -15,9 +15,9 @@ pub use watcher::{
     WatcherHealth,
 };
 
-use crate::manifest::{self, Fill, ManifestError, Origin};
-use crate::record::ModelSpec;
-use crate::validate::FieldError;
+use crate::desired::manifest::{self, Fill, ManifestError, Origin};
+use crate::desired::record::ModelSpec;
+use crate::desired::validate::FieldError;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};

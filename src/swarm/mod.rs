@@ -353,6 +353,6 @@ pub trait Swarm: Send + Sync {
     /// Creates a network, returning its id.
     async fn create_network(&self, network: &NetworkRequest) -> Result<String, SwarmError>;
     /// Follows service and node events from now on. The stream ends or errors when the
-    /// connection drops; the caller reconnects (see [`crate::observe`]).
+    /// connection drops; the caller reconnects (see [`crate::reconcile::observe`]).
     fn events(&self) -> BoxStream<'static, Result<SwarmEvent, SwarmError>>;
 }

@@ -1,8 +1,8 @@
 //! The original service's requests, answered as it answered them.
 
 use super::*;
-use crate::manifest::Fill;
-use crate::naming::DomainFormat;
+use crate::desired::manifest::Fill;
+use crate::desired::naming::DomainFormat;
 
 /// The original README's request body, verbatim.
 const ORIGINAL_BODY: &str = r#"{"domain": "carls_model.com", "build_id": "some_build_id", "run_id": "some_run_id", "image": "qarlm/static-http-response-server", "port": 80}"#;

@@ -6,7 +6,7 @@ use crate::client::exit;
 use crate::client::table::{format_row, grow_widths};
 use crate::client::views::{AGE_COLUMN, status_row, status_table, status_table_header};
 use crate::client::wire::Status;
-use crate::record::now_unix_seconds;
+use crate::desired::record::now_unix_seconds;
 use std::collections::BTreeMap;
 use std::time::Duration;
 

@@ -4,7 +4,7 @@ use super::report;
 use crate::client::api::ApiClient;
 use crate::client::exit;
 use crate::client::views::{self, DESCRIBE_HISTORY};
-use crate::record::now_unix_seconds;
+use crate::desired::record::now_unix_seconds;
 use jiff::tz::TimeZone;
 
 /// Prints the model's status, current record, services, tasks and recent history.

@@ -6,7 +6,7 @@
 //! be lost, and re-establishes them when they failed or the directory was replaced.
 
 use super::{FileDeclarations, changed_names, scan};
-use crate::manifest::Fill;
+use crate::desired::manifest::Fill;
 use notify::event::{AccessKind, AccessMode};
 use notify::{Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use std::collections::BTreeSet;

@@ -6,7 +6,7 @@
 
 use super::reader::{Reader, child, item};
 use super::{Version, read_labels, requires};
-use crate::units;
+use crate::desired::units;
 use serde_yaml::Value;
 use std::collections::BTreeMap;
 

@@ -5,13 +5,13 @@
 //! mlmodel's ownership labels. `mlmodel validate`, `mlmodel render`, the API and the
 //! reconciler all go through it, so they agree on what a spec means.
 
-use crate::convert;
-use crate::naming;
-use crate::record::{DeploymentRecord, ModelSpec, SPEC_FIELDS};
-use crate::render::{CONTEXT_NAMES, Instance, Templates};
-use crate::stack::{Ownership, StackSpec, labels};
-use crate::store::Source;
-use crate::validate::{self, FieldError, Rules};
+use crate::desired::convert;
+use crate::desired::naming;
+use crate::desired::record::{DeploymentRecord, ModelSpec, SPEC_FIELDS};
+use crate::desired::render::{CONTEXT_NAMES, Instance, Templates};
+use crate::desired::stack::{Ownership, StackSpec, labels};
+use crate::desired::validate::{self, FieldError, Rules};
+use crate::sources::store::Source;
 use sha2::{Digest, Sha256};
 
 /// A model's record and the stack it renders to.
@@ -54,7 +54,7 @@ impl Pipeline<'_> {
         validate::validate_spec(spec, &rules)
     }
 
-    /// Validation errors of a partly read spec (see [`crate::manifest::read_spec`]), on
+    /// Validation errors of a partly read spec (see [`crate::desired::manifest::read_spec`]), on
     /// the fields that did read, so one pass reports every problem.
     pub fn validate_draft(&self, draft: &ModelSpec, read_errors: &[FieldError]) -> Vec<FieldError> {
         let failed: Vec<&str> = read_errors.iter().map(|e| e.field.as_str()).collect();

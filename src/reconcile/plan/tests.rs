@@ -1,5 +1,5 @@
 use super::*;
-use crate::stack::Ownership;
+use crate::desired::stack::Ownership;
 use bollard::models::{
     Limit, NetworkAttachmentConfig, ServiceSpecMode, ServiceSpecModeReplicated, TaskSpec,
     TaskSpecContainerSpec, TaskSpecResources,

@@ -725,7 +725,7 @@ mod fuzz {
     fn check(yaml: &str) {
         match parse_compose(yaml) {
             Ok(file) => {
-                let _ = crate::convert::convert_stack("s", &file);
+                let _ = crate::desired::convert::convert_stack("s", &file);
             }
             Err(errors) => {
                 assert!(!errors.is_empty());

@@ -2,11 +2,11 @@
 //!
 //! Turning a document (or an API request body) into a [`ModelSpec`] checks types and field
 //! names and fills the original service's defaults; the grammar of each value is checked by
-//! [`crate::validate`]. Every problem is collected, so one run shows them all.
+//! [`crate::desired::validate`]. Every problem is collected, so one run shows them all.
 
-use crate::naming::DomainFormat;
-use crate::record::{self, ModelSpec, SERVER_FIELDS, SPEC_FIELDS, defaults};
-use crate::validate::FieldError;
+use crate::desired::naming::DomainFormat;
+use crate::desired::record::{self, ModelSpec, SERVER_FIELDS, SPEC_FIELDS, defaults};
+use crate::desired::validate::FieldError;
 use serde_json::Value as Json;
 use serde_yaml::Value as Yaml;
 use std::collections::BTreeMap;

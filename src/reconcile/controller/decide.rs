@@ -7,9 +7,9 @@
 //! through the API, is removed; services this instance owns but has no record of (the
 //! store was lost) are adopted from the record they carry, never deleted.
 
-use crate::record::{DeploymentRecord, ModelSpec};
-use crate::stack::labels;
-use crate::store::{HistoryEntry, Source};
+use crate::desired::record::{DeploymentRecord, ModelSpec};
+use crate::desired::stack::labels;
+use crate::sources::store::{HistoryEntry, Source};
 use crate::swarm::ObservedService;
 use std::sync::Arc;
 
@@ -182,7 +182,7 @@ mod tests {
     fn spec(scale: u64) -> ModelSpec {
         ModelSpec {
             scale,
-            ..crate::validate::tests::good_spec()
+            ..crate::desired::validate::tests::good_spec()
         }
     }
 

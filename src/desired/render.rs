@@ -6,8 +6,8 @@
 //! leaves it alone. A value from a manifest therefore can never add, remove or change the
 //! structure of the rendered stack; it can only be the value it is.
 
-use crate::manifest::Fill;
-use crate::record::{DeploymentRecord, ModelSpec};
+use crate::desired::manifest::Fill;
+use crate::desired::record::{DeploymentRecord, ModelSpec};
 use minijinja::value::{Serde, ValueKind};
 use minijinja::{AutoEscape, Environment, ErrorKind, Output, State, UndefinedBehavior, Value};
 use serde_json::Value as Json;
@@ -18,7 +18,7 @@ use std::path::Path;
 /// The templates built into the binary, by file name.
 pub const BUILTIN_TEMPLATES: &[(&str, &str)] = &[(
     "default.template.yml",
-    include_str!("../templates/default.template.yml"),
+    include_str!("../../templates/default.template.yml"),
 )];
 
 /// Template variables mlmodel defines besides the record's fields.
@@ -334,11 +334,11 @@ pub fn quote_into(out: &mut String, s: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::DeploymentRecord;
+    use crate::desired::record::DeploymentRecord;
 
     pub(crate) fn record() -> DeploymentRecord {
         DeploymentRecord {
-            spec: crate::validate::tests::good_spec(),
+            spec: crate::desired::validate::tests::good_spec(),
             deployment_id: "0123456789abcdef0123456789abcdef".into(),
             deployment_time: 1586932393.268678,
             rendered_template: String::new(),

@@ -1,9 +1,9 @@
 //! The reconciler against the fake swarm: fast, deterministic, no sleeps.
 
 use super::*;
-use crate::observe;
+use crate::reconcile::observe;
+use crate::reconcile::status::Phase;
 use crate::sources::files::scan;
-use crate::status::Phase;
 use crate::swarm::fake::{FakeSwarm, Op};
 use std::path::Path;
 use tokio::sync::mpsc;
@@ -95,7 +95,7 @@ impl Rig {
         }
     }
 
-    fn status(&self, name: &str) -> Arc<crate::status::ModelStatus> {
+    fn status(&self, name: &str) -> Arc<crate::reconcile::status::ModelStatus> {
         self.controller
             .status
             .get(name)
@@ -506,7 +506,7 @@ async fn docker_going_away_makes_the_reconcile_retry_and_report_it() {
 impl Rig {
     /// Records a deployment of `name` through the store, as the API does.
     async fn record_through_api(&self, name: &str) {
-        let spec = crate::manifest::parse_manifest(
+        let spec = crate::desired::manifest::parse_manifest(
             Path::new("api.yml"),
             &format!("name: {name}\n{}", manifest(name, 1)),
         )

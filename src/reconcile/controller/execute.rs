@@ -1,7 +1,7 @@
 //! Carrying out a plan's actions through the Swarm trait, one logged line per write.
 
 use super::Controller;
-use crate::plan::{Action, drift};
+use crate::reconcile::plan::{Action, drift};
 use crate::swarm::{NetworkRequest, SwarmError};
 use std::sync::atomic::Ordering;
 use tracing::info;

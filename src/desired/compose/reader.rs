@@ -224,7 +224,7 @@ impl Reader {
             return None;
         };
         let text = self.string(path, value)?;
-        match crate::units::parse_duration(&text) {
+        match crate::desired::units::parse_duration(&text) {
             // parse_duration only succeeds for values that fit Go's int64 nanoseconds.
             Ok(d) => Some(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)),
             Err(e) => {

@@ -3,23 +3,23 @@
 //! Keys are model names. A key is queued by a manifest change, an API write, a Docker
 //! service event, or the periodic resync; [`Controller::reconcile`] then re-reads the
 //! desired state (manifests, store) and the observed state (the cache), decides
-//! ([`decide`]), plans ([`crate::plan`]) and carries the plan out, one model per worker at
-//! a time (see [`crate::queue`]). Reconciles are level-triggered and idempotent.
+//! ([`mod@decide`]), plans ([`crate::reconcile::plan`]) and carries the plan out, one model per worker at
+//! a time (see [`crate::reconcile::queue`]). Reconciles are level-triggered and idempotent.
 
 pub mod decide;
 mod execute;
 mod run;
 
+use crate::desired::record::{self, DeploymentRecord};
+use crate::desired::render::{Instance, Templates};
+use crate::desired::stack::labels;
 use crate::desired::{Desired, Identity, Pipeline};
-use crate::observe::ObservedCache;
-use crate::plan::{self, InSync, Intent, Observation};
-use crate::queue::{Outcome, WorkQueue};
-use crate::record::{self, DeploymentRecord};
-use crate::render::{Instance, Templates};
+use crate::reconcile::observe::ObservedCache;
+use crate::reconcile::plan::{self, InSync, Intent, Observation};
+use crate::reconcile::queue::{Outcome, WorkQueue};
+use crate::reconcile::status::{self, StatusCache, Verdict};
 use crate::sources::files::{Declaration, FileDeclarations};
-use crate::stack::labels;
-use crate::status::{self, StatusCache, Verdict};
-use crate::store::{HistoryEntry, Source, Store};
+use crate::sources::store::{HistoryEntry, Source, Store};
 use crate::swarm::counting::CountingSwarm;
 use crate::swarm::{NetworkRequest, Swarm, SwarmError};
 pub use decide::{Decision, FileView, decide};
@@ -383,7 +383,7 @@ impl Controller {
     /// Re-reads one service into the observed cache (after a write or an event); returns
     /// the model it belongs to, if it is this instance's.
     async fn refresh(&self, id_or_name: &str) -> Result<Option<String>, SwarmError> {
-        crate::observe::refresh_service(
+        crate::reconcile::observe::refresh_service(
             self.swarm.as_ref(),
             &self.observed,
             &self.instance.name,
@@ -488,7 +488,7 @@ enum Resolved {
     Retry(String),
 }
 
-fn join_errors(source: &Source, errors: &[crate::validate::FieldError]) -> String {
+fn join_errors(source: &Source, errors: &[crate::desired::validate::FieldError]) -> String {
     let origin = match source {
         Source::File { path } => format!("{path}: "),
         _ => String::new(),

@@ -1,11 +1,11 @@
 //! What the API reports per model: the status cache and how a status is derived.
 //!
-//! [`derive`] is a pure function of what the reconciler decided for a model and what it
+//! [`derive()`] is a pure function of what the reconciler decided for a model and what it
 //! observed in the swarm. [`StatusCache`] holds the latest status of every model for the
 //! API; reads never call Docker.
 
-use crate::naming;
-use crate::stack::labels;
+use crate::desired::naming;
+use crate::desired::stack::labels;
 use crate::swarm::{ObservedService, ObservedTask};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};

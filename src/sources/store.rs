@@ -12,7 +12,7 @@
 //! Every write is flushed to disk before it returns: a caller that acknowledged a deploy
 //! must not lose it to a crash.
 
-use crate::record::DeploymentRecord;
+use crate::desired::record::DeploymentRecord;
 use serde::{Deserialize, Serialize};
 use sled::Transactional;
 use std::collections::HashMap;
@@ -661,7 +661,7 @@ fn write_error(name: &str, error: sled::transaction::TransactionError<()>) -> St
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{ModelSpec, new_deployment_id};
+    use crate::desired::record::{ModelSpec, new_deployment_id};
     use serde_json::json;
     use std::collections::BTreeMap;
 

@@ -1,8 +1,8 @@
 //! Which networks a stack creates and what each service attaches to.
 
 use super::scope;
-use crate::compose::{ComposeError, ComposeFile, Network};
-use crate::stack::{NetworkSpec, labels};
+use crate::desired::compose::{ComposeError, ComposeFile, Network};
+use crate::desired::stack::{NetworkSpec, labels};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// The key of the network a service without `networks` joins.

@@ -2,12 +2,12 @@
 
 use super::networks::{NetworkPlan, is_user_defined};
 use super::scope;
-use crate::compose::{
+use crate::desired::compose::{
     ComposeError, Deploy, DeployMode, EndpointMode, FailureAction, Healthcheck, Placement, Port,
     Protocol, PublishMode, Resources, RestartCondition, RestartPolicy, Service, UpdateConfig,
     UpdateOrder,
 };
-use crate::stack::labels;
+use crate::desired::stack::labels;
 use bollard::models::{
     EndpointPortConfig, EndpointPortConfigProtocolEnum, EndpointPortConfigPublishModeEnum,
     EndpointSpec, EndpointSpecModeEnum, HealthConfig, Limit, NetworkAttachmentConfig,
@@ -31,7 +31,8 @@ pub fn convert(
 ) -> Option<ServiceSpec> {
     let path = format!("services.{key}");
     let before = errors.len();
-    if let Err(e) = crate::naming::validate_model_name(key, &format!("{stack_name}_"), "") {
+    if let Err(e) = crate::desired::naming::validate_model_name(key, &format!("{stack_name}_"), "")
+    {
         errors.push(ComposeError {
             path: path.clone(),
             message: e.to_string(),
@@ -295,15 +296,16 @@ fn attachments(
         super::networks::DEFAULT_NETWORK.to_string(),
         Default::default(),
     )];
-    let declared: Vec<(String, crate::compose::ServiceNetwork)> = if service.networks.is_empty() {
-        default_only.to_vec()
-    } else {
-        service
-            .networks
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
-    };
+    let declared: Vec<(String, crate::desired::compose::ServiceNetwork)> =
+        if service.networks.is_empty() {
+            default_only.to_vec()
+        } else {
+            service
+                .networks
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        };
     let mut attachments: Vec<NetworkAttachmentConfig> = declared
         .into_iter()
         .filter_map(|(network_key, network)| {

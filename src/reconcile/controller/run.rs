@@ -2,8 +2,8 @@
 
 use super::Controller;
 use super::RunConfig;
-use crate::observe::{self, WatchOutput, WatchState};
-use crate::record;
+use crate::desired::record;
+use crate::reconcile::observe::{self, WatchOutput, WatchState};
 use crate::swarm::SwarmError;
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -69,7 +69,7 @@ impl Controller {
     /// replaced tasks still being counted (running above desired after a start-first
     /// update). Such models are followed with a relist every `progress_interval`.
     fn anything_in_progress(&self) -> bool {
-        use crate::status::Phase;
+        use crate::reconcile::status::Phase;
         self.status.snapshot().models.values().any(|s| {
             matches!(
                 s.phase,

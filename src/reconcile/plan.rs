@@ -5,7 +5,7 @@
 //! mlmodel sent a different spec, or when something mlmodel owns (replicas, image,
 //! resources, environment, labels, networks) was changed by hand.
 
-use crate::stack::{NetworkSpec, StackSpec, labels};
+use crate::desired::stack::{NetworkSpec, StackSpec, labels};
 use crate::swarm::ObservedService;
 use bollard::models::ServiceSpec;
 use std::collections::{BTreeSet, HashMap};

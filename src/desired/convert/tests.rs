@@ -1,5 +1,5 @@
 use super::*;
-use crate::stack::{NetworkSpec, labels};
+use crate::desired::stack::{NetworkSpec, labels};
 use bollard::models::*;
 use std::collections::{BTreeMap, HashMap};
 

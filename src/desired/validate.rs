@@ -1,11 +1,11 @@
 //! Field-level validation of a [`ModelSpec`], collecting every error.
 //!
-//! Each rule follows the grammar Docker applies to the same value (see [`crate::units`] and
-//! [`crate::naming`]), so a spec that passes here renders into a stack Docker accepts.
+//! Each rule follows the grammar Docker applies to the same value (see [`crate::desired::units`] and
+//! [`crate::desired::naming`]), so a spec that passes here renders into a stack Docker accepts.
 
-use crate::naming;
-use crate::record::{self, MAX_SCALE, ModelSpec};
-use crate::units;
+use crate::desired::naming;
+use crate::desired::record::{self, MAX_SCALE, ModelSpec};
+use crate::desired::units;
 use std::fmt;
 
 /// One problem with one field of a declaration.
@@ -191,7 +191,7 @@ fn check_extra_attributes(spec: &ModelSpec, reserved: &[&str]) -> Vec<FieldError
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::record::defaults;
+    use crate::desired::record::defaults;
     use std::collections::BTreeMap;
 
     pub(crate) fn good_spec() -> ModelSpec {

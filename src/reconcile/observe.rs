@@ -5,7 +5,7 @@
 //! event stream, relist everything (so nothing that happened while disconnected is
 //! missed), then follow events; when the stream drops, back off and start over.
 
-use crate::stack::labels;
+use crate::desired::stack::labels;
 use crate::swarm::{
     ListedTask, ObservedNode, ObservedService, ObservedTask, Swarm, SwarmError, SwarmEvent,
     image_of, runs_template,
@@ -226,7 +226,7 @@ pub async fn relist(swarm: &dyn Swarm, cache: &ObservedCache) -> Result<(), Swar
     } else {
         None
     };
-    let now = crate::record::now_unix_seconds();
+    let now = crate::desired::record::now_unix_seconds();
     let old = cache.get();
     // A service listed at the version index it had is unchanged (Docker bumps the index
     // on every change): the old entry is kept, and with it what was derived from it. Only

@@ -13,8 +13,8 @@
 mod networks;
 mod service;
 
-use crate::compose::{ComposeError, ComposeFile, parse_compose};
-use crate::stack::StackSpec;
+use crate::desired::compose::{ComposeError, ComposeFile, parse_compose};
+use crate::desired::stack::StackSpec;
 
 /// Path used for errors about the stack name itself.
 pub const STACK_PATH: &str = "stack";
@@ -25,7 +25,7 @@ pub fn convert_stack(
     compose: &ComposeFile,
 ) -> Result<StackSpec, Vec<ComposeError>> {
     let mut errors = Vec::new();
-    if let Err(e) = crate::naming::validate_identifier(stack_name) {
+    if let Err(e) = crate::desired::naming::validate_identifier(stack_name) {
         errors.push(ComposeError {
             path: STACK_PATH.to_string(),
             message: e.to_string(),

@@ -279,7 +279,7 @@ fn read_service(r: &mut Reader, version: Version, path: &str, value: &Value) -> 
             "image" => {
                 saw_image = true;
                 if let Some(image) = r.string(&p, v) {
-                    if let Err(e) = crate::naming::validate_image(&image) {
+                    if let Err(e) = crate::desired::naming::validate_image(&image) {
                         r.error(&p, e.to_string());
                     }
                     service.image = image;
