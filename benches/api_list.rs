@@ -36,7 +36,7 @@ fn main() {
 
     // The server runs as `mlmodel serve` does: its allocator setting, tokio's default
     // runtime with one worker per core.
-    mlmodel::serve::limit_malloc_arenas();
+    mlmodel::cli::serve::limit_malloc_arenas();
     let server = tokio::runtime::Runtime::new().expect("server runtime");
     let (api_addr, baseline_addr, _rig) = server.block_on(start_servers(models));
     let client = tokio::runtime::Builder::new_multi_thread()

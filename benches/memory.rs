@@ -78,7 +78,7 @@ fn main() {
     }
     let models = common::env_count("BENCH_MODELS", 1000);
     // As `mlmodel serve` runs: its allocator setting, tokio's default runtime.
-    mlmodel::serve::limit_malloc_arenas();
+    mlmodel::cli::serve::limit_malloc_arenas();
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let baseline = Reading::now();
     let readings = runtime.block_on(run(models));

@@ -19,14 +19,13 @@
 //! - [`swarm`]: the narrow Docker trait, its bollard implementation and the fake.
 //! - [`reconcile`]: observe, plan, queue, the controller and its loops, statuses.
 //! - [`api`]: the HTTP API over the reconciler's caches and the store.
-//! - [`serve`]: `mlmodel serve`'s wiring of sources, reconciler and API.
-//! - [`cli`]: the command line; [`client`]: the CLI commands that talk to the API.
+//! - [`cli`]: the edges a person uses: the command line, `mlmodel serve`'s wiring of
+//!   sources, reconciler and API ([`cli::serve`]), the offline commands, and the commands
+//!   that talk to a running server ([`cli::remote`]).
 
 pub mod api;
 pub mod cli;
-pub mod client;
 pub mod desired;
 pub mod reconcile;
-pub mod serve;
 pub mod sources;
 pub mod swarm;

@@ -1,15 +1,15 @@
 //! Flags of the API client commands (`get`, `describe`, `apply`, `delete`, `history`,
-//! `rollback`, `diff`, `completion`), turned into calls of [`crate::client::commands`].
+//! `rollback`, `diff`, `completion`), turned into calls of [`crate::cli::remote::commands`].
 //!
 //! Wiring: flatten [`ClientArgs`] into the top-level parser (its flags are global, so
 //! `mlmodel get --server URL` works), flatten [`ClientCommand`] into the top-level
 //! subcommands, send `Completion` to [`completion`] with the top-level `clap::Command`
-//! and every other variant to [`run`]. [`crate::client::EXIT_CODES_HELP`] is meant for
+//! and every other variant to [`run`]. [`crate::cli::remote::EXIT_CODES_HELP`] is meant for
 //! the top level's `after_help`.
 
-use crate::client::api::ApiClient;
-use crate::client::commands::{self, Output};
-use crate::client::exit;
+use crate::cli::remote::api::ApiClient;
+use crate::cli::remote::commands::{self, Output};
+use crate::cli::remote::exit;
 use crate::desired::units;
 use clap::{Args, Subcommand, ValueEnum};
 use reqwest::Url;
@@ -185,7 +185,7 @@ pub enum CompletionShell {
 }
 
 /// Runs a client command against the server in `args`; the exit code is documented in
-/// [`crate::client`]. Errors are printed here, so `Err` means the client could not start.
+/// [`crate::cli::remote`]. Errors are printed here, so `Err` means the client could not start.
 ///
 /// `Completion` is best sent to [`completion`] with the top-level command; given here,
 /// it completes only the client commands.

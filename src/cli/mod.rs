@@ -2,7 +2,8 @@
 
 pub mod client;
 mod offline;
-mod serve;
+pub mod remote;
+pub mod serve;
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -14,7 +15,7 @@ use crate::desired::render::Instance;
 
 /// Keeps machine-learning model images served on Docker Swarm exactly as declared.
 #[derive(Debug, Parser)]
-#[command(name = "mlmodel", version, about, long_about = None, after_help = crate::client::EXIT_CODES_HELP)]
+#[command(name = "mlmodel", version, about, long_about = None, after_help = crate::cli::remote::EXIT_CODES_HELP)]
 pub struct Cli {
     #[command(flatten)]
     client: client::ClientArgs,

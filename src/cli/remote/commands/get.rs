@@ -1,11 +1,11 @@
 //! `mlmodel get`: the models as a table, JSON or YAML, once or watched.
 
 use super::report;
-use crate::client::api::{ApiClient, ApiError};
-use crate::client::exit;
-use crate::client::table::{format_row, grow_widths};
-use crate::client::views::{AGE_COLUMN, status_row, status_table, status_table_header};
-use crate::client::wire::Status;
+use crate::cli::remote::api::{ApiClient, ApiError};
+use crate::cli::remote::exit;
+use crate::cli::remote::table::{format_row, grow_widths};
+use crate::cli::remote::views::{AGE_COLUMN, status_row, status_table, status_table_header};
+use crate::cli::remote::wire::Status;
 use crate::desired::record::now_unix_seconds;
 use std::collections::BTreeMap;
 use std::time::Duration;

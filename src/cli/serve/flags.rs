@@ -1,8 +1,8 @@
 //! `mlmodel serve` flags, turned into a [`ServeConfig`].
 
-use super::InstanceArgs;
+use super::ServeConfig;
+use crate::cli::InstanceArgs;
 use crate::desired::units;
-use crate::serve::{self, ServeConfig};
 use anyhow::Context;
 use clap::Args;
 use std::io::IsTerminal;
@@ -96,7 +96,7 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-pub(super) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     init_logging(args.log_format);
     if args.concurrency == 0 {
         anyhow::bail!("--concurrency must be at least 1");
@@ -111,17 +111,17 @@ pub(super) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         concurrency: args.concurrency,
         token: args.token.filter(|t| !t.is_empty()),
     };
-    serve::limit_malloc_arenas();
+    super::limit_malloc_arenas();
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
         let shutdown = CancellationToken::new();
         let signal_token = shutdown.clone();
         tokio::spawn(async move {
-            serve::shutdown_signal().await;
+            super::shutdown_signal().await;
             tracing::info!("signal received: shutting down");
             signal_token.cancel();
         });
-        serve::serve(config, shutdown).await
+        super::serve(config, shutdown).await
     })?;
     Ok(ExitCode::SUCCESS)
 }

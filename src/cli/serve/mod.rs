@@ -1,5 +1,10 @@
 //! `mlmodel serve`: wires the sources, the reconciler and the API together and runs them
-//! until SIGINT or SIGTERM.
+//! until SIGINT or SIGTERM. Its flags are in [`flags`](ServeArgs).
+
+mod flags;
+
+pub use flags::ServeArgs;
+pub(crate) use flags::run;
 
 use crate::api::{self, ApiState, HealthProbe};
 use crate::desired::render::{Instance, Templates};

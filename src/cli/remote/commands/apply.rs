@@ -1,11 +1,11 @@
 //! `apply` (with `--wait`) and `diff`: manifests checked locally, then sent or compared.
 
 use super::{report, report_about, show_duration};
-use crate::client::api::{ApiClient, ApiError};
-use crate::client::diff::diff_spec;
-use crate::client::exit;
-use crate::client::manifests::{self, LocalSpec};
-use crate::client::wire::Status;
+use crate::cli::remote::api::{ApiClient, ApiError};
+use crate::cli::remote::diff::diff_spec;
+use crate::cli::remote::exit;
+use crate::cli::remote::manifests::{self, LocalSpec};
+use crate::cli::remote::wire::Status;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;

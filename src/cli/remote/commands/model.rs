@@ -1,9 +1,9 @@
 //! `describe`, `delete`, `history` and `rollback`: commands about one model.
 
 use super::report;
-use crate::client::api::ApiClient;
-use crate::client::exit;
-use crate::client::views::{self, DESCRIBE_HISTORY};
+use crate::cli::remote::api::ApiClient;
+use crate::cli::remote::exit;
+use crate::cli::remote::views::{self, DESCRIBE_HISTORY};
 use crate::desired::record::now_unix_seconds;
 use jiff::tz::TimeZone;
 

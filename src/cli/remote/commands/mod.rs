@@ -1,7 +1,7 @@
 //! Each client subcommand carried out: call the API, print, return the exit code.
 //!
 //! Commands print their own errors (`error: ` then the server's detail) and return the
-//! exit code documented in [`crate::client`], so the caller only has to exit with it.
+//! exit code documented in [`crate::cli::remote`], so the caller only has to exit with it.
 
 mod apply;
 mod get;
