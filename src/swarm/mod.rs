@@ -2,11 +2,16 @@
 //!
 //! [`Swarm`] is the only way mlmodel talks to Docker: list and write services, list tasks
 //! and nodes, ensure networks, follow events. The real implementation wraps bollard
-//! ([`docker::DockerSwarm`]); tests use [`fake::FakeSwarm`], an in-memory swarm with the
+//! ([`docker::DockerSwarm`]); tests use `fake::FakeSwarm`, an in-memory swarm with the
 //! same observable behaviour (version indexes, 404/409, out-of-sequence updates, events).
+//!
+//! The fake is compiled only for this crate's unit tests and with the `fake` feature,
+//! which the tests and benchmarks turn on through a dev-dependency on this package: the
+//! product build (`cargo build`, `mlmodel serve`) does not contain it.
 
 pub mod counting;
 pub mod docker;
+#[cfg(any(test, feature = "fake"))]
 pub mod fake;
 
 use async_trait::async_trait;
