@@ -327,11 +327,7 @@ fn refuse_file_owned(state: &ApiState, name: &str) -> Result<(), ApiError> {
 /// A record as the original API showed it, with live containers and services when given.
 fn record_json(record: &DeploymentRecord, live: Option<&ModelStatus>) -> Value {
     let mut value = serde_json::to_value(record).unwrap_or_else(|_| json!({}));
-    if record.spec.model_type.is_none() {
-        // Records stored before model_type existed: answer it as a new record would.
-        let derived = record::model_type_of_template(&record.spec.template_file);
-        value["model_type"] = json!(derived);
-    }
+    value["model_type"] = json!(record.spec.shown_model_type());
     let now = SystemTime::now();
     let containers: Vec<Value> = live
         .map(|s| {

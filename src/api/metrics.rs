@@ -138,7 +138,7 @@ fn model_labels(status: &ModelStatus, entry: Option<&HistoryEntry>) -> String {
         ("image", text(|s| s.image.clone())),
         (
             "model_type",
-            text(|s| s.model_type.clone().unwrap_or_default()),
+            text(|s| s.shown_model_type().unwrap_or_default().to_string()),
         ),
         (
             "deployment_time",

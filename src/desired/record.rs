@@ -95,6 +95,16 @@ pub const SPEC_FIELDS: &[&str] = &[
     "extra_template_attributes",
 ];
 
+impl ModelSpec {
+    /// The `model_type` to answer: the stored one, or for a record stored before the field
+    /// existed, the one its `template_file` stands for.
+    pub fn shown_model_type(&self) -> Option<&str> {
+        self.model_type
+            .as_deref()
+            .or_else(|| model_type_of_template(&self.template_file))
+    }
+}
+
 /// The suffix that turns a `model_type` into its template file name.
 pub const MODEL_TYPE_SUFFIX: &str = ".template.yml";
 
@@ -160,6 +170,17 @@ mod tests {
                 .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
         );
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn a_record_without_model_type_shows_the_one_its_template_stands_for() {
+        let mut spec = crate::desired::validate::tests::good_spec();
+        spec.model_type = None;
+        assert_eq!(spec.shown_model_type(), Some("default"));
+        spec.template_file = "custom.yml".into();
+        assert_eq!(spec.shown_model_type(), None);
+        spec.model_type = Some("gpu".into());
+        assert_eq!(spec.shown_model_type(), Some("gpu"));
     }
 
     #[test]
