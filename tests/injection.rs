@@ -6,9 +6,9 @@
 //! both from the compose YAML and from the Swarm service spec it converts to.
 
 use mlmodel::desired::record::ModelSpec;
+use mlmodel::desired::record::Source;
 use mlmodel::desired::render::{Instance, Templates};
 use mlmodel::desired::{Identity, Pipeline};
-use mlmodel::sources::store::Source;
 use proptest::prelude::*;
 use serde_yaml::Value as Yaml;
 use std::collections::BTreeMap;

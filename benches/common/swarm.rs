@@ -113,7 +113,7 @@ pub fn specs(instance: &str, models: &[String], scale: u64) -> Vec<ServiceSpec> 
                 deployment_time: record::now_unix_seconds(),
             };
             let desired = pipeline
-                .build(spec, identity, &mlmodel::sources::store::Source::Api)
+                .build(spec, identity, &mlmodel::desired::record::Source::Api)
                 .expect("the pipeline builds the benchmark manifest");
             desired.stack.services
         })

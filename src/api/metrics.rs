@@ -1,8 +1,8 @@
 //! `GET /metrics`: Prometheus text exposition, from the caches only.
 
 use super::ApiState;
+use crate::desired::record::HistoryEntry;
 use crate::reconcile::status::ModelStatus;
-use crate::sources::store::HistoryEntry;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};

@@ -2,10 +2,10 @@
 
 use super::{InstanceArgs, RenderFormat};
 use crate::desired::manifest::{self, ManifestDoc};
+use crate::desired::record::Source;
 use crate::desired::render::Templates;
 use crate::desired::validate::FieldError;
 use crate::desired::{Identity, Pipeline, offline_identity};
-use crate::sources::store::Source;
 use anyhow::{Context, bail};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

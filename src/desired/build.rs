@@ -7,11 +7,11 @@
 
 use crate::desired::convert;
 use crate::desired::naming;
+use crate::desired::record::Source;
 use crate::desired::record::{DeploymentRecord, ModelSpec, SPEC_FIELDS};
 use crate::desired::render::{CONTEXT_NAMES, Instance, Templates};
 use crate::desired::stack::{Ownership, StackSpec, labels};
 use crate::desired::validate::{self, FieldError, Rules};
-use crate::sources::store::Source;
 use sha2::{Digest, Sha256};
 
 /// A model's record and the stack it renders to.

@@ -156,6 +156,41 @@ pub fn now_unix_seconds() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
+/// One entry of a model's history: the record and where it came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    /// The deployment record.
+    pub record: DeploymentRecord,
+    /// Who declared it.
+    pub source: Source,
+}
+
+/// Where a deployment record came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Source {
+    /// A file in the manifests directory.
+    File {
+        /// The manifest file, as shown to users.
+        path: String,
+    },
+    /// A request to the HTTP API.
+    Api,
+    /// A service found running in the swarm and taken over.
+    Adopted,
+}
+
+impl std::fmt::Display for Source {
+    /// The manifest path, `api` or `adopted`: how the status and labels show it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::File { path } => f.write_str(path),
+            Self::Api => f.write_str("api"),
+            Self::Adopted => f.write_str("adopted"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

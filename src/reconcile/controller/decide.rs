@@ -8,8 +8,8 @@
 //! store was lost) are adopted from the record they carry, never deleted.
 
 use crate::desired::record::{DeploymentRecord, ModelSpec};
+use crate::desired::record::{HistoryEntry, Source};
 use crate::desired::stack::labels;
-use crate::sources::store::{HistoryEntry, Source};
 use crate::swarm::ObservedService;
 use std::sync::Arc;
 

@@ -11,6 +11,7 @@ mod execute;
 mod run;
 
 use crate::desired::record::{self, DeploymentRecord};
+use crate::desired::record::{HistoryEntry, Source};
 use crate::desired::render::{Instance, Templates};
 use crate::desired::stack::labels;
 use crate::desired::{Desired, Identity, Pipeline};
@@ -19,7 +20,7 @@ use crate::reconcile::plan::{self, InSync, Intent, Observation};
 use crate::reconcile::queue::{Outcome, WorkQueue};
 use crate::reconcile::status::{self, StatusCache, Verdict};
 use crate::sources::files::{Declaration, FileDeclarations};
-use crate::sources::store::{HistoryEntry, Source, Store};
+use crate::sources::store::Store;
 use crate::swarm::counting::CountingSwarm;
 use crate::swarm::{NetworkRequest, Swarm, SwarmError};
 pub use decide::{Decision, FileView, decide};
