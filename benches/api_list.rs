@@ -129,7 +129,7 @@ async fn start_servers(models: usize) -> (SocketAddr, SocketAddr, FakeRig) {
     eprintln!("api_list: building {models} models over the fake swarm...");
     let rig = FakeRig::new(models).await;
     rig.converge().await;
-    let state = ApiState::new(rig.controller.clone(), None, Arc::new(NoWatcher));
+    let state = ApiState::new(rig.controller.readers(), None, Arc::new(NoWatcher));
     let api_addr = serve(api::router(state)).await;
     let constant = Router::new().route(
         "/",

@@ -201,7 +201,7 @@ async fn run(models: usize) -> Readings {
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("address");
-    let state = ApiState::new(rig.controller.clone(), None, Arc::new(NoWatcher));
+    let state = ApiState::new(rig.controller.readers(), None, Arc::new(NoWatcher));
     let api_shutdown = shutdown.clone();
     let api = tokio::spawn(async move {
         axum::serve(listener, api::router(state))

@@ -14,7 +14,8 @@ use bollard::models::{
 use futures_util::StreamExt;
 use mlmodel::swarm::docker::DockerSwarm;
 use mlmodel::swarm::{
-    NetworkRequest, ObservedService, Swarm, SwarmError, SwarmEvent, image_of, runs_template,
+    NetworkRequest, ObservedService, Swarm, SwarmError, SwarmEvent, TaskState, image_of,
+    runs_template,
 };
 use std::collections::HashMap;
 use std::process::{Command, Stdio};
@@ -208,8 +209,8 @@ async fn a_created_service_is_listed_and_its_task_comes_up_running_in_slot_one()
     let task = &ours[0].task;
     assert_eq!(task.slot, Some(1));
     assert_eq!(task.node_id.as_deref(), Some(node_id.as_str()));
-    assert_eq!(task.state, "running");
-    assert_eq!(task.desired_state, "running");
+    assert_eq!(task.state, TaskState::Running);
+    assert_eq!(task.desired_state, TaskState::Running);
     assert!(task.error.is_empty(), "{task:#?}");
 }
 
@@ -285,7 +286,7 @@ async fn listed_services_and_tasks_read_as_bollards_typed_lists_read_them() {
     assert_eq!(Some(&*spec), same.spec.as_ref());
     let status = same.status.as_ref().unwrap();
     assert_eq!(
-        Some(task.state.clone()),
+        Some(task.state.to_string()),
         status.state.map(|s| s.to_string())
     );
     assert_eq!(task.state_since, status.timestamp);
@@ -293,7 +294,7 @@ async fn listed_services_and_tasks_read_as_bollards_typed_lists_read_them() {
     assert_eq!(task.slot, same.slot);
     assert_eq!(task.node_id, same.node_id);
     assert_eq!(
-        Some(task.desired_state.clone()),
+        Some(task.desired_state.to_string()),
         same.desired_state.map(|s| s.to_string())
     );
 }

@@ -390,7 +390,9 @@ pub async fn running_tasks(real: &RealSwarm, prefix: &str) -> usize {
     let tasks = real.swarm.list_tasks().await.unwrap_or_default();
     tasks
         .iter()
-        .filter(|t| ids.contains(&t.task.service_id) && t.task.state == "running")
+        .filter(|t| {
+            ids.contains(&t.task.service_id) && t.task.state == mlmodel::swarm::TaskState::Running
+        })
         .count()
 }
 

@@ -29,10 +29,10 @@ pub async fn list(
         .or(flag(&params, "detail")?)
         .unwrap_or(false);
     let live_only = flag(&params, "live_only")?.unwrap_or(false);
-    let generation = state.controller.status.generation();
+    let generation = state.readers.status.generation();
     let mut cache = state.listing.lock().unwrap_or_else(|p| p.into_inner());
     if cache.generation != Some(generation) {
-        let snapshot = state.controller.status.snapshot();
+        let snapshot = state.readers.status.snapshot();
         cache.bodies = [false, true].map(|live_only| {
             let models = || {
                 snapshot
@@ -80,10 +80,10 @@ pub async fn deploy(
     refuse_file_owned(&state, &name)?;
     let yaml = serde_yaml::to_value(&body)
         .map_err(|e| ApiError::BadRequest(format!("request body: {e}")))?;
-    let fill = &state.controller.instance().fill;
+    let fill = &state.readers.instance.fill;
     let spec = read_spec(&yaml, Some(&name), fill).map_err(|(mut errors, draft)| {
         if let Some(draft) = draft {
-            let more = state.controller.pipeline().validate_draft(&draft, &errors);
+            let more = state.readers.pipeline().validate_draft(&draft, &errors);
             errors.extend(more);
         }
         invalid(&errors)
@@ -110,7 +110,7 @@ pub async fn get_model(
         })?,
     };
     let history = history(&state, &name, n)?;
-    let status = state.controller.status.get(&name);
+    let status = state.readers.status.get(&name);
     let records: Vec<Value> = history
         .iter()
         .enumerate()
@@ -128,9 +128,9 @@ pub async fn delete_model(
     let clear = flag(&params, "clear_all_records")?.unwrap_or(false);
     refuse_file_owned(&state, &name)?;
     let newest = history(&state, &name, 1)?;
-    let status = state.controller.status.get(&name);
+    let status = state.readers.status.get(&name);
     let answer = json!({"deployments": newest.iter().map(|e| record_json(&e.record, status.as_deref())).collect::<Vec<_>>()});
-    let store = state.controller.store();
+    let store = state.readers.store;
     // One write either way: a reconcile must never see the records gone but the model
     // not yet stopped, or it adopts the live services back.
     let stopped = if clear {
@@ -139,7 +139,7 @@ pub async fn delete_model(
         store.set_stopped(&name, true).await
     };
     stopped.map_err(store_error)?;
-    state.controller.queue.add(&name);
+    state.readers.queue.add(&name);
     Ok(Json(answer))
 }
 
@@ -149,7 +149,7 @@ pub async fn model_status(
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let status = state
-        .controller
+        .readers
         .status
         .get(&name)
         .ok_or_else(|| ApiError::NotFound(format!("model {name:?} is not known")))?;
@@ -185,8 +185,8 @@ pub async fn rollback(
 
 /// The three checks `/healthz` and `/health` report: Docker, store, watcher.
 async fn health_checks(state: &ApiState) -> (bool, Value) {
-    let (docker_ok, docker_detail) = state.controller.docker_health();
-    let (store_ok, store_detail) = match state.controller.store().flush().await {
+    let (docker_ok, docker_detail) = state.readers.docker.health();
+    let (store_ok, store_detail) = match state.readers.store.flush().await {
         Ok(()) => (true, "writable".to_string()),
         Err(e) => (false, e.to_string()),
     };
@@ -222,7 +222,7 @@ pub async fn healthz(State(state): State<ApiState>) -> Response {
 /// `/healthz`, the version and how many models are valid, active and in each phase.
 pub async fn health(State(state): State<ApiState>) -> Response {
     let (healthy, checks) = health_checks(&state).await;
-    let snapshot = state.controller.status.snapshot();
+    let snapshot = state.readers.status.snapshot();
     let mut phases: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
     let (mut valid, mut active) = (0u64, 0u64);
     for status in snapshot.models.values() {
@@ -233,7 +233,7 @@ pub async fn health(State(state): State<ApiState>) -> Response {
     let body = json!({
         "status": health_word(healthy),
         "version": env!("CARGO_PKG_VERSION"),
-        "instance": state.controller.instance().name,
+        "instance": state.readers.instance.name,
         "checks": checks,
         "models": {
             "total": snapshot.models.len(),
@@ -254,7 +254,7 @@ pub async fn ping() -> Json<Value> {
 pub async fn version(State(state): State<ApiState>) -> Json<Value> {
     Json(json!({
         "version": env!("CARGO_PKG_VERSION"),
-        "instance": state.controller.instance().name,
+        "instance": state.readers.instance.name,
     }))
 }
 
@@ -277,7 +277,7 @@ async fn record_deployment(
         deployment_time: record::now_unix_seconds(),
     };
     let desired = state
-        .controller
+        .readers
         .pipeline()
         .build(spec, identity, &Source::Api)
         .map_err(|errors| invalid(&errors))?;
@@ -286,19 +286,19 @@ async fn record_deployment(
         source: Source::Api,
     });
     state
-        .controller
-        .store()
+        .readers
+        .store
         .append(entry.clone())
         .await
         .map_err(store_error)?;
-    state.controller.queue.add(&entry.record.spec.name);
+    state.readers.queue.add(&entry.record.spec.name);
     Ok(Arc::unwrap_or_clone(entry))
 }
 
 fn history(state: &ApiState, name: &str, n: usize) -> Result<Vec<HistoryEntry>, ApiError> {
     let history: Vec<HistoryEntry> = state
-        .controller
-        .store()
+        .readers
+        .store
         .history(name, n)
         .into_iter()
         .filter_map(|entry| {
@@ -316,7 +316,7 @@ fn history(state: &ApiState, name: &str, n: usize) -> Result<Vec<HistoryEntry>, 
 }
 
 fn refuse_file_owned(state: &ApiState, name: &str) -> Result<(), ApiError> {
-    match state.controller.file_owner(name) {
+    match state.readers.declarations.owner(name) {
         Some(origin) => Err(ApiError::Conflict(format!(
             "model {name:?} is declared by the manifest {origin}: change or delete that file instead"
         ))),

@@ -12,14 +12,14 @@ use std::sync::atomic::Ordering;
 
 /// Renders every metric.
 pub async fn metrics(State(state): State<ApiState>) -> Response {
-    let controller = &state.controller;
-    let snapshot = controller.status.snapshot();
+    let readers = &state.readers;
+    let snapshot = readers.status.snapshot();
     let mut out = String::new();
     let models: Vec<(&ModelStatus, String)> = snapshot
         .models
         .values()
         .map(|status| {
-            let record = controller.store().latest(&status.name).ok().flatten();
+            let record = readers.store.latest(&status.name).ok().flatten();
             (status.as_ref(), model_labels(status, record.as_deref()))
         })
         .collect();
@@ -68,7 +68,7 @@ pub async fn metrics(State(state): State<ApiState>) -> Response {
         }
     }
     write_task_states(&mut out, &models);
-    let m = &controller.metrics;
+    let m = &readers.metrics;
     let counters = [
         (
             "mlmodel_reconciles_total",
@@ -100,7 +100,7 @@ pub async fn metrics(State(state): State<ApiState>) -> Response {
     let _ = writeln!(
         out,
         "# HELP mlmodel_queue_depth models waiting to be reconciled\n# TYPE mlmodel_queue_depth gauge\nmlmodel_queue_depth {}",
-        controller.queue.depth()
+        readers.queue.depth()
     );
     let last = f64::from_bits(m.last_resync.load(Ordering::Relaxed));
     let _ = writeln!(
@@ -111,7 +111,7 @@ pub async fn metrics(State(state): State<ApiState>) -> Response {
         out,
         "# HELP mlmodel_docker_api_calls_total Docker API calls by kind\n# TYPE mlmodel_docker_api_calls_total counter"
     );
-    for (kind, count) in controller.docker_calls() {
+    for (kind, count) in readers.docker.calls() {
         let _ = writeln!(
             out,
             "mlmodel_docker_api_calls_total{{kind=\"{kind}\"}} {count}"

@@ -12,7 +12,7 @@ pub mod timefmt;
 
 pub use errors::ApiError;
 
-use crate::reconcile::controller::Controller;
+use crate::reconcile::controller::Readers;
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::{Method, header};
@@ -36,8 +36,9 @@ pub trait HealthProbe: Send + Sync {
 /// What every handler shares.
 #[derive(Clone)]
 pub struct ApiState {
-    /// The reconciler: status, store, declarations, queue.
-    pub controller: Arc<Controller>,
+    /// What the API reads of the reconciler: status, store, queue, declarations,
+    /// counters. Never the reconciler itself.
+    pub readers: Readers,
     /// Bearer token writes must carry, if any.
     pub token: Option<Arc<str>>,
     /// Watcher health.
@@ -56,15 +57,11 @@ struct ListingCache {
 }
 
 impl ApiState {
-    /// State for a router over `controller`.
-    pub fn new(
-        controller: Arc<Controller>,
-        token: Option<String>,
-        probe: Arc<dyn HealthProbe>,
-    ) -> Self {
-        let openapi = openapi_for(controller.templates().names(), &controller.instance().name);
+    /// State for a router over the reconciler's `readers`.
+    pub fn new(readers: Readers, token: Option<String>, probe: Arc<dyn HealthProbe>) -> Self {
+        let openapi = openapi_for(readers.templates.names(), &readers.instance.name);
         Self {
-            controller,
+            readers,
             token: token.map(Arc::from),
             probe,
             listing: Arc::new(Mutex::new(ListingCache::default())),

@@ -4,7 +4,7 @@ mod compat;
 
 use super::*;
 use crate::desired::render::{Instance, Templates};
-use crate::reconcile::controller::Parts;
+use crate::reconcile::controller::{Controller, Parts};
 use crate::sources::files::{FileDeclarations, scan};
 use crate::sources::store::Store;
 use crate::swarm::fake::FakeSwarm;
@@ -48,7 +48,7 @@ async fn api_with(token: Option<&str>, instance: Instance) -> Api {
     // As `mlmodel serve` does before reconciling anything.
     controller.relist().await.unwrap();
     let state = ApiState::new(
-        controller.clone(),
+        controller.readers(),
         token.map(String::from),
         Arc::new(AlwaysAlive),
     );

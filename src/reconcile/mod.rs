@@ -14,5 +14,6 @@
 pub mod controller;
 pub mod observe;
 pub mod plan;
+pub mod problem;
 pub mod queue;
 pub mod status;

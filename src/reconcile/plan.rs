@@ -127,10 +127,35 @@ impl Action {
 pub struct Plan {
     /// Writes, in the order to perform them (networks first).
     pub actions: Vec<Action>,
-    /// One line per desired service whose name is taken by a service mlmodel does not own.
-    pub conflicts: Vec<String>,
+    /// The desired services whose names are taken by services mlmodel does not own.
+    pub conflicts: Vec<NameTaken>,
     /// The live services found in sync, to pass to the next plan.
     pub in_sync: Vec<InSync>,
+}
+
+/// A desired service whose name a service this instance does not own already has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NameTaken {
+    /// The service name.
+    pub service: String,
+    /// The mlmodel instance that owns the live service, if any does.
+    pub owner: Option<String>,
+}
+
+impl std::fmt::Display for NameTaken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let service = &self.service;
+        match &self.owner {
+            Some(owner) => write!(
+                f,
+                "service {service} already exists and is owned by mlmodel instance {owner:?}, not this one: remove or rename it, or rename the model"
+            ),
+            None => write!(
+                f,
+                "service {service} already exists and is owned by no mlmodel instance, not this one: remove or rename it, or rename the model"
+            ),
+        }
+    }
 }
 
 /// Decides what to do for one model.
@@ -163,13 +188,10 @@ pub fn plan(intent: Intent, observed: Observation) -> Plan {
     for spec in &stack.services {
         let name = spec.name.as_deref().unwrap_or_default();
         if let Some(foreign) = observed.foreign.iter().find(|s| s.name() == name) {
-            let owner = foreign.label(labels::MANAGED_BY).map_or_else(
-                || "no mlmodel instance".to_string(),
-                |o| format!("mlmodel instance {o:?}"),
-            );
-            result.conflicts.push(format!(
-                "service {name} already exists and is owned by {owner}, not this one: remove or rename it, or rename the model"
-            ));
+            result.conflicts.push(NameTaken {
+                service: name.to_string(),
+                owner: foreign.label(labels::MANAGED_BY).map(str::to_string),
+            });
             continue;
         }
         match observed.owned.iter().find(|s| s.name() == name) {

@@ -6,7 +6,8 @@
 
 use crate::desired::naming;
 use crate::desired::stack::labels;
-use crate::swarm::{ObservedService, ObservedTask};
+use crate::reconcile::problem::Problem;
+use crate::swarm::{ObservedService, ObservedTask, TaskState, UpdateState};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
@@ -111,7 +112,7 @@ pub struct ModelStatus {
 }
 
 /// What the reconciler concluded about a model's declaration.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Verdict {
     /// A valid record exists.
     pub valid: bool,
@@ -119,18 +120,22 @@ pub struct Verdict {
     pub wanted: bool,
     /// Live services match the desired stack (no pending writes, no conflicts).
     pub synced: bool,
-    /// A reason the declaration cannot be applied (invalid, conflict, render error) or
-    /// the last failed Docker write; empty if none.
-    pub problem: String,
-    /// Whether `problem` makes the model Failed (declaration errors, conflicts) rather
-    /// than a transient write error.
-    pub fatal: bool,
-    /// Where the declaration comes from.
-    pub source: Option<String>,
-    /// Deployment id being applied.
-    pub deployment_id: Option<String>,
-    /// When that deployment was recorded.
-    pub deployment_time: Option<f64>,
+    /// What stands in the way: a declaration that cannot be applied, a name conflict, the
+    /// store, or the last failed Docker write.
+    pub problem: Option<Problem>,
+    /// The record being converged to.
+    pub applied: Option<Applied>,
+}
+
+/// The record a model is converged to, as its status shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Applied {
+    /// Where the declaration comes from: a manifest path, "api" or "adopted".
+    pub source: String,
+    /// Its deployment id.
+    pub deployment_id: String,
+    /// When it was recorded (unix seconds).
+    pub deployment_time: f64,
 }
 
 /// Derives a model's status from the verdict and its observed services and tasks.
@@ -142,85 +147,21 @@ pub fn derive(
     nodes: &HashMap<String, String>,
     observed_at: f64,
 ) -> ModelStatus {
-    let running: u64 = services.iter().map(|s| s.running_tasks).sum();
-    let desired: u64 = services.iter().map(|s| s.desired_tasks).sum();
-    let names: HashMap<&str, &str> = services.iter().map(|s| (s.id.as_str(), s.name())).collect();
-    let mut task_statuses: Vec<TaskStatus> = tasks
-        .iter()
-        .map(|t| {
-            task_status(
-                t,
-                names
-                    .get(t.service_id.as_str())
-                    .copied()
-                    .unwrap_or_default(),
-                nodes,
-            )
-        })
-        .collect();
-    task_statuses.sort_by(|a, b| a.name.cmp(&b.name));
-    let task_error = tasks
-        .iter()
-        .find(|t| !t.error.is_empty())
-        .map(|t| t.error.clone());
-    let rollout_failure = services
-        .iter()
-        .find_map(|s| match s.update_state.as_deref() {
-            Some(
-                state @ ("rollback_completed" | "rollback_started" | "paused" | "rollback_paused"),
-            ) => Some(format!(
-                "rollout {}: {}",
-                state.replace('_', " "),
-                s.update_message
-                    .as_deref()
-                    .unwrap_or("no message from swarm")
-            )),
-            _ => None,
-        });
-    let updating = services
-        .iter()
-        .any(|s| s.update_state.as_deref() == Some("updating"));
-    // Running the current template: the old tasks of a rollout Swarm has not begun yet
-    // run too, and the replica counts include them.
-    let current = tasks
-        .iter()
-        .filter(|t| t.up_to_date && t.state == "running")
-        .count() as u64;
-    let (phase, message) = if !verdict.problem.is_empty() && verdict.fatal {
-        (Phase::Failed, verdict.problem.clone())
-    } else if let Some(failure) = rollout_failure {
-        (Phase::Failed, failure)
-    } else if !verdict.wanted {
-        if services.is_empty() {
-            (Phase::Removed, String::new())
-        } else {
-            (Phase::Progressing, "removing services".to_string())
-        }
-    } else if services.is_empty() {
-        (Phase::Pending, verdict.problem.clone())
-    } else if running >= desired && current >= desired && verdict.synced && !updating {
-        (Phase::Available, verdict.problem.clone())
-    } else if let Some(error) = task_error.clone().filter(|_| running < desired) {
-        (Phase::Degraded, error)
-    } else if verdict.problem.is_empty() {
-        // A rollout whose new tasks fail while the old ones still serve: Swarm keeps
-        // retrying them and says "update in progress", so their error is the only clue.
-        (Phase::Progressing, task_error.unwrap_or_default())
-    } else {
-        (Phase::Progressing, verdict.problem.clone())
-    };
+    let replicas = Replicas::of(services, tasks);
+    let (phase, message) = phase(verdict, services, tasks, &replicas);
+    let applied = verdict.applied.as_ref();
     ModelStatus {
         name: name.to_string(),
         valid: verdict.valid,
         active: !services.is_empty(),
         phase,
         message,
-        replicas_running: running,
-        replicas_desired: desired,
+        replicas_running: replicas.running,
+        replicas_desired: replicas.desired,
         synced: verdict.synced,
-        source: verdict.source.clone(),
-        deployment_id: verdict.deployment_id.clone(),
-        deployment_time: verdict.deployment_time,
+        source: applied.map(|a| a.source.clone()),
+        deployment_id: applied.map(|a| a.deployment_id.clone()),
+        deployment_time: applied.map(|a| a.deployment_time),
         image: services.first().map(|s| service_image(s)),
         services: services
             .iter()
@@ -231,9 +172,116 @@ pub fn derive(
                 replicas: format!("{}/{}", s.running_tasks, s.desired_tasks),
             })
             .collect(),
-        tasks: task_statuses,
+        tasks: task_statuses(services, tasks, nodes),
         observed_at,
     }
+}
+
+/// A model's replica counts over all its services.
+struct Replicas {
+    /// Running, as Swarm counts them (old tasks of a rollout included).
+    running: u64,
+    /// Desired.
+    desired: u64,
+    /// Running the current template: the old tasks of a rollout Swarm has not begun yet
+    /// run too, and `running` includes them.
+    current: u64,
+}
+
+impl Replicas {
+    fn of(services: &[&ObservedService], tasks: &[&ObservedTask]) -> Self {
+        Self {
+            running: services.iter().map(|s| s.running_tasks).sum(),
+            desired: services.iter().map(|s| s.desired_tasks).sum(),
+            current: tasks
+                .iter()
+                .filter(|t| t.up_to_date && t.state == TaskState::Running)
+                .count() as u64,
+        }
+    }
+}
+
+/// The phase and its message: a fatal problem first, then a failed rollout, then how far
+/// the live services are from the desired ones.
+fn phase(
+    verdict: &Verdict,
+    services: &[&ObservedService],
+    tasks: &[&ObservedTask],
+    replicas: &Replicas,
+) -> (Phase, String) {
+    let problem = verdict.problem.as_ref();
+    if let Some(fatal) = problem.filter(|p| p.is_fatal()) {
+        return (Phase::Failed, fatal.to_string());
+    }
+    if let Some(failure) = rollout_failure(services) {
+        return (Phase::Failed, failure);
+    }
+    let transient = || problem.map(ToString::to_string).unwrap_or_default();
+    if !verdict.wanted {
+        return if services.is_empty() {
+            (Phase::Removed, String::new())
+        } else {
+            (Phase::Progressing, "removing services".to_string())
+        };
+    }
+    if services.is_empty() {
+        return (Phase::Pending, transient());
+    }
+    let updating = services
+        .iter()
+        .any(|s| s.update_state == Some(UpdateState::Updating));
+    let Replicas {
+        running,
+        desired,
+        current,
+    } = *replicas;
+    let task_error = tasks
+        .iter()
+        .find(|t| !t.error.is_empty())
+        .map(|t| t.error.clone());
+    if running >= desired && current >= desired && verdict.synced && !updating {
+        (Phase::Available, transient())
+    } else if let Some(error) = task_error.clone().filter(|_| running < desired) {
+        (Phase::Degraded, error)
+    } else if problem.is_none() {
+        // A rollout whose new tasks fail while the old ones still serve: Swarm keeps
+        // retrying them and says "update in progress", so their error is the only clue.
+        (Phase::Progressing, task_error.unwrap_or_default())
+    } else {
+        (Phase::Progressing, transient())
+    }
+}
+
+/// A paused or rolled-back rollout of any of the services, in words.
+fn rollout_failure(services: &[&ObservedService]) -> Option<String> {
+    services.iter().find_map(|s| {
+        let state = s.update_state.as_ref().filter(|state| state.is_failure())?;
+        Some(format!(
+            "rollout {}: {}",
+            state.words(),
+            s.update_message
+                .as_deref()
+                .unwrap_or("no message from swarm")
+        ))
+    })
+}
+
+/// The tasks as the API lists them, sorted by name.
+fn task_statuses(
+    services: &[&ObservedService],
+    tasks: &[&ObservedTask],
+    nodes: &HashMap<String, String>,
+) -> Vec<TaskStatus> {
+    let names: HashMap<&str, &str> = services.iter().map(|s| (s.id.as_str(), s.name())).collect();
+    let mut statuses: Vec<TaskStatus> = tasks
+        .iter()
+        .map(|t| {
+            let service = names.get(t.service_id.as_str()).copied();
+            task_status(t, service.unwrap_or_default(), nodes)
+        })
+        .collect();
+    statuses.sort_by(|a, b| a.name.cmp(&b.name));
+    statuses
 }
 
 fn service_image(service: &ObservedService) -> String {
@@ -282,8 +330,8 @@ fn task_status(
             .as_ref()
             .and_then(|id| nodes.get(id).cloned())
             .unwrap_or_default(),
-        desired_state: capitalise(&task.desired_state),
-        state: capitalise(&task.state),
+        desired_state: capitalise(task.desired_state.as_str()),
+        state: capitalise(task.state.as_str()),
         since: task.state_since.clone(),
         error: task.error.clone(),
     }

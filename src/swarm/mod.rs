@@ -13,6 +13,7 @@ pub mod counting;
 pub mod docker;
 #[cfg(any(test, feature = "fake"))]
 pub mod fake;
+pub mod states;
 
 use async_trait::async_trait;
 use bollard::models::{ServiceSpec, TaskSpec};
@@ -21,6 +22,8 @@ use futures_util::stream::BoxStream;
 use serde::de::DeserializeOwned;
 use std::collections::HashMap;
 use std::sync::Arc;
+
+pub use states::{TaskState, UpdateState};
 
 /// Why a Swarm call failed, by what the caller should do about it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -97,8 +100,8 @@ pub struct ObservedService {
     pub running_tasks: u64,
     /// Tasks desired, from the list's service status.
     pub desired_tasks: u64,
-    /// Rolling-update state ("updating", "completed", "rollback_completed", ...), if any.
-    pub update_state: Option<String>,
+    /// Rolling-update state, if any.
+    pub update_state: Option<UpdateState>,
     /// Swarm's message about the rolling update, if any.
     pub update_message: Option<String>,
     /// When the service was last updated (RFC 3339), if known.
@@ -131,10 +134,10 @@ pub struct ObservedTask {
     /// Image of its container spec. Set by the observed cache from the listed task's
     /// spec (see [`ListedTask`]).
     pub image: String,
-    /// Desired state: "running", or "ready" while a failed task waits to restart.
-    pub desired_state: String,
-    /// Current state, e.g. "running", "pending", "rejected".
-    pub state: String,
+    /// Desired state: running, or ready while a failed task waits to restart.
+    pub desired_state: TaskState,
+    /// Current state, e.g. running, pending, rejected.
+    pub state: TaskState,
     /// When it entered the current state (RFC 3339).
     pub state_since: Option<String>,
     /// Swarm's message about the state, e.g. "started".
@@ -225,7 +228,7 @@ pub struct ListedService {
     /// Tasks desired, from the list's service status.
     pub desired_tasks: u64,
     /// Rolling-update state, if any (see [`ObservedService::update_state`]).
-    pub update_state: Option<String>,
+    pub update_state: Option<UpdateState>,
     /// Swarm's message about the rolling update, if any.
     pub update_message: Option<String>,
     /// When the service was last updated (RFC 3339), if known.

@@ -171,7 +171,7 @@ pub async fn serve(config: ServeConfig, shutdown: CancellationToken) -> Result<(
         ..RunConfig::default()
     };
     let state = ApiState::new(
-        controller.clone(),
+        controller.readers(),
         config.token.clone(),
         Arc::new(WatcherProbe(health)),
     );

@@ -7,9 +7,10 @@
 //! through the API, is removed; services this instance owns but has no record of (the
 //! store was lost) are adopted from the record they carry, never deleted.
 
-use crate::desired::record::{DeploymentRecord, ModelSpec};
-use crate::desired::record::{HistoryEntry, Source};
+use crate::desired::record::{DeploymentRecord, HistoryEntry, ModelSpec, Source};
 use crate::desired::stack::labels;
+use crate::desired::validate::FieldError;
+use crate::reconcile::problem::HoldReason;
 use crate::swarm::ObservedService;
 use std::sync::Arc;
 
@@ -33,8 +34,8 @@ pub enum FileView {
     Invalid {
         /// Where.
         origin: String,
-        /// Every problem, as `FIELD: message`.
-        errors: Vec<String>,
+        /// Every problem.
+        errors: Vec<FieldError>,
     },
     /// Several manifest documents declare it.
     Conflict {
@@ -73,8 +74,8 @@ pub enum Decision {
     Absent,
     /// Leave live services as they are; the problem goes in the status.
     Hold {
-        /// Why, in words the user can act on.
-        problem: String,
+        /// Why.
+        problem: HoldReason,
         /// Whether a valid record exists regardless (a broken file's last good content).
         valid: bool,
     },
@@ -93,9 +94,9 @@ pub fn decide(
         FileView::Declared {
             stale: Some(error), ..
         } => Decision::Hold {
-            problem: format!(
-                "{error}; the model keeps running as last declared until the file is fixed"
-            ),
+            problem: HoldReason::StaleManifest {
+                error: error.clone(),
+            },
             valid: true,
         },
         FileView::Declared { path, spec, .. } => {
@@ -113,26 +114,22 @@ pub fn decide(
             }
         }
         FileView::Invalid { origin, errors } => Decision::Hold {
-            problem: errors
-                .iter()
-                .map(|e| format!("{origin}: {e}"))
-                .collect::<Vec<_>>()
-                .join("; "),
+            problem: HoldReason::InvalidManifest {
+                origin: origin.clone(),
+                errors: errors.clone(),
+            },
             valid: false,
         },
         FileView::Conflict { origins } => Decision::Hold {
-            problem: format!(
-                "declared by {}: neither is applied until only one declares it",
-                origins.join(" and ")
-            ),
+            problem: HoldReason::DeclaredTwice {
+                origins: origins.clone(),
+            },
             valid: false,
         },
         FileView::DirectoryMissing { dir } => match latest {
             Some(entry) if matches!(entry.source, Source::File { .. }) && !stopped => {
                 Decision::Hold {
-                    problem: format!(
-                        "the manifests directory {dir} is missing: the model keeps running as last declared until it is back"
-                    ),
+                    problem: HoldReason::ManifestsDirMissing { dir: dir.clone() },
                     valid: true,
                 }
             }
@@ -157,17 +154,13 @@ fn adopt(live: &[&ObservedService]) -> Decision {
     match labelled.map(serde_json::from_str::<DeploymentRecord>) {
         Some(Ok(record)) => Decision::Adopt { record },
         Some(Err(e)) => Decision::Hold {
-            problem: format!(
-                "services run with no record in the store and their {} label cannot be read ({e}): redeploy the model to take it over",
-                labels::RECORD
-            ),
+            problem: HoldReason::UnreadableRecordLabel {
+                error: e.to_string(),
+            },
             valid: false,
         },
         None => Decision::Hold {
-            problem: format!(
-                "services run with no record in the store and no {} label: redeploy the model to take it over",
-                labels::RECORD
-            ),
+            problem: HoldReason::NoRecordLabel,
             valid: false,
         },
     }
@@ -318,18 +311,18 @@ mod tests {
             Decision::Hold {
                 problem,
                 valid: false,
-            } => assert!(problem.contains("a.yml and b.yml"), "{problem}"),
+            } => assert!(problem.to_string().contains("a.yml and b.yml"), "{problem}"),
             other => panic!("{other:?}"),
         }
         let invalid = FileView::Invalid {
             origin: "m.yml".into(),
-            errors: vec!["port: expected a whole number".into()],
+            errors: vec![FieldError::new("port", "expected a whole number")],
         };
         match decide(&invalid, Some(&entry(2, file_source())), false, &[]) {
             Decision::Hold {
                 problem,
                 valid: false,
-            } => assert_eq!(problem, "m.yml: port: expected a whole number"),
+            } => assert_eq!(problem.to_string(), "m.yml: port: expected a whole number"),
             other => panic!("{other:?}"),
         }
         let stale = FileView::Declared {

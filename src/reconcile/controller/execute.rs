@@ -20,9 +20,10 @@ impl Controller {
                     attachable: network.attachable,
                     labels: network.labels.clone().into_iter().collect(),
                 };
-                let id = match self.swarm.create_network(&request).await {
+                let id = match self.cx.swarm.create_network(&request).await {
                     Ok(id) => id,
                     Err(SwarmError::Conflict { .. }) => self
+                        .cx
                         .swarm
                         .network_id(&network.name)
                         .await?
@@ -36,7 +37,7 @@ impl Controller {
             }
             Action::CreateService { spec } => {
                 let name = spec.name.as_deref().unwrap_or_default();
-                match self.swarm.create_service(spec).await {
+                match self.cx.swarm.create_service(spec).await {
                     Ok(id) => {
                         self.metrics.writes.fetch_add(1, Ordering::Relaxed);
                         info!(
@@ -66,7 +67,7 @@ impl Controller {
                     .await?
             }
             Action::RemoveService { id, name, reason } => {
-                self.swarm.remove_service(id).await?;
+                self.cx.swarm.remove_service(id).await?;
                 self.metrics.writes.fetch_add(1, Ordering::Relaxed);
                 info!(model, service = %name, action = "removed", reason = %reason, "removed service {name} of model {model} because {reason}");
                 self.observed.update(|o| {
@@ -92,7 +93,7 @@ impl Controller {
         let mut version = version;
         let mut attempt = 0;
         loop {
-            match self.swarm.update_service(id, version, spec).await {
+            match self.cx.swarm.update_service(id, version, spec).await {
                 Ok(()) => {
                     self.metrics.writes.fetch_add(1, Ordering::Relaxed);
                     info!(

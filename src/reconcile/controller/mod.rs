@@ -6,30 +6,33 @@
 //! ([`mod@decide`]), plans ([`crate::reconcile::plan`]) and carries the plan out, one model per worker at
 //! a time (see [`crate::reconcile::queue`]). Reconciles are level-triggered and idempotent.
 
+mod context;
 pub mod decide;
 mod execute;
+mod memo;
+mod pass;
 mod run;
 
-use crate::desired::record::{self, DeploymentRecord};
-use crate::desired::record::{HistoryEntry, Source};
+use crate::desired::Pipeline;
 use crate::desired::render::{Instance, Templates};
 use crate::desired::stack::labels;
-use crate::desired::{Desired, Identity, Pipeline};
 use crate::reconcile::observe::ObservedCache;
-use crate::reconcile::plan::{self, InSync, Intent, Observation};
 use crate::reconcile::queue::{Outcome, WorkQueue};
-use crate::reconcile::status::{self, StatusCache, Verdict};
-use crate::sources::files::{Declaration, FileDeclarations};
+use crate::reconcile::status::StatusCache;
+use crate::sources::files::FileDeclarations;
 use crate::sources::store::Store;
 use crate::swarm::counting::CountingSwarm;
 use crate::swarm::{NetworkRequest, Swarm, SwarmError};
+use context::Context;
+pub use context::Declarations;
 pub use decide::{Decision, FileView, decide};
-use std::collections::{BTreeSet, HashMap};
+use memo::Memo;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::info;
 
 /// How the loop runs.
 #[derive(Debug, Clone)]
@@ -81,20 +84,68 @@ pub struct Parts {
     pub templates: Arc<Templates>,
 }
 
-/// A model's desired stack, built once per deployment (records are immutable).
-struct Built {
-    deployment_id: String,
-    source: Source,
-    result: Result<Arc<Desired>, String>,
+/// Docker as the reconciler last found it: whether the event stream is connected, and
+/// the calls made so far.
+pub struct DockerLink {
+    calls: Arc<CountingSwarm>,
+    health: Mutex<(bool, String)>,
 }
 
-/// The reconciler.
+impl DockerLink {
+    /// Whether Docker's event stream is connected, with a detail line.
+    pub fn health(&self) -> (bool, String) {
+        self.health
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Docker API calls made so far, by kind.
+    pub fn calls(&self) -> BTreeMap<&'static str, u64> {
+        self.calls.calls()
+    }
+
+    fn set(&self, ok: bool, detail: String) {
+        *self.health.lock().unwrap_or_else(|p| p.into_inner()) = (ok, detail);
+    }
+}
+
+/// What readers (the API) may see of the reconciler: handles to the caches and sources
+/// it keeps, each cheap to clone, none of which calls Docker.
+#[derive(Clone)]
+pub struct Readers {
+    /// Every model's status.
+    pub status: Arc<StatusCache>,
+    /// The history store (the API writes new records to it).
+    pub store: Store,
+    /// The work queue, to ask for a reconcile after a write.
+    pub queue: Arc<WorkQueue>,
+    /// The reconciler's counters.
+    pub metrics: Arc<Metrics>,
+    /// Docker's event stream and the calls made.
+    pub docker: Arc<DockerLink>,
+    /// The manifests directory's declarations.
+    pub declarations: Arc<Declarations>,
+    /// This instance.
+    pub instance: Instance,
+    /// The templates.
+    pub templates: Arc<Templates>,
+}
+
+impl Readers {
+    /// The offline pipeline the reconciler renders with, to validate requests alike.
+    pub fn pipeline(&self) -> Pipeline<'_> {
+        Pipeline {
+            instance: &self.instance,
+            templates: &self.templates,
+        }
+    }
+}
+
+/// The reconciler: the boundaries it works through ([`context`]), the caches its loops
+/// share with readers, and what it remembers between reconciles of a model ([`memo`]).
 pub struct Controller {
-    swarm: Arc<dyn Swarm>,
-    store: Store,
-    files: watch::Receiver<Arc<FileDeclarations>>,
-    instance: Instance,
-    templates: Arc<Templates>,
+    cx: Context,
     /// What is live, as last listed.
     pub observed: Arc<ObservedCache>,
     /// Every model's status, for the API.
@@ -103,12 +154,8 @@ pub struct Controller {
     pub queue: Arc<WorkQueue>,
     /// Counters.
     pub metrics: Arc<Metrics>,
-    built: Mutex<HashMap<String, Built>>,
-    /// Per model, the services its last plan found in sync.
-    in_sync: Mutex<HashMap<String, Vec<InSync>>>,
-    calls: Arc<CountingSwarm>,
-    docker: Mutex<(bool, String)>,
-    manifests_dir: std::sync::OnceLock<std::path::PathBuf>,
+    docker: Arc<DockerLink>,
+    memo: Memo,
 }
 
 impl Controller {
@@ -116,20 +163,22 @@ impl Controller {
     pub fn new(parts: Parts) -> Arc<Self> {
         let calls = Arc::new(CountingSwarm::new(parts.swarm));
         Arc::new(Self {
-            swarm: calls.clone(),
-            calls,
-            docker: Mutex::new((false, "not connected yet".to_string())),
-            manifests_dir: std::sync::OnceLock::new(),
-            store: parts.store,
-            files: parts.files,
-            instance: parts.instance,
-            templates: parts.templates,
+            cx: Context {
+                swarm: calls.clone(),
+                store: parts.store,
+                declarations: Arc::new(Declarations::new(parts.files)),
+                instance: parts.instance,
+                templates: parts.templates,
+            },
             observed: Arc::new(ObservedCache::default()),
             status: Arc::new(StatusCache::new()),
             queue: Arc::new(WorkQueue::new()),
             metrics: Arc::new(Metrics::default()),
-            built: Mutex::new(HashMap::new()),
-            in_sync: Mutex::new(HashMap::new()),
+            docker: Arc::new(DockerLink {
+                calls,
+                health: Mutex::new((false, "not connected yet".to_string())),
+            }),
+            memo: Memo::default(),
         })
     }
 
@@ -137,42 +186,62 @@ impl Controller {
     /// missing (an unmounted volume, a checkout in progress) models declared by its files
     /// are held as they run instead of pruned.
     pub fn set_manifests_dir(&self, dir: std::path::PathBuf) {
-        let _ = self.manifests_dir.set(dir);
+        self.cx.declarations.set_dir(dir);
+    }
+
+    /// Handles for readers: the API serves from these.
+    pub fn readers(&self) -> Readers {
+        Readers {
+            status: self.status.clone(),
+            store: self.cx.store.clone(),
+            queue: self.queue.clone(),
+            metrics: self.metrics.clone(),
+            docker: self.docker.clone(),
+            declarations: self.cx.declarations.clone(),
+            instance: self.cx.instance.clone(),
+            templates: self.cx.templates.clone(),
+        }
     }
 
     /// The instance this controller manages for.
     pub fn instance(&self) -> &Instance {
-        &self.instance
-    }
-
-    /// The templates it renders with.
-    pub fn templates(&self) -> &Templates {
-        &self.templates
+        &self.cx.instance
     }
 
     /// The history store.
     pub fn store(&self) -> &Store {
-        &self.store
+        &self.cx.store
     }
 
     /// The manifests directory's current declarations.
     pub fn files(&self) -> Arc<FileDeclarations> {
-        self.files.borrow().clone()
+        self.cx.declarations.current()
+    }
+
+    /// The offline pipeline with this controller's instance and templates.
+    pub fn pipeline(&self) -> Pipeline<'_> {
+        self.cx.pipeline()
+    }
+
+    /// Docker API calls made so far, by kind.
+    pub fn docker_calls(&self) -> BTreeMap<&'static str, u64> {
+        self.docker.calls()
     }
 
     /// Every model worth a look: declared, recorded, live or with a status.
     pub fn all_models(&self) -> BTreeSet<String> {
-        let mut names: BTreeSet<String> = file_names(&self.files());
-        names.extend(self.store.names().unwrap_or_default());
-        names.extend(self.observed.get().models(&self.instance.name));
+        let mut names = self.cx.declarations.names();
+        names.extend(self.cx.store.names().unwrap_or_default());
+        names.extend(self.observed.get().models(&self.cx.instance.name));
         names.extend(self.status.snapshot().models.keys().cloned());
         names
     }
 
     /// Creates the shared overlay network if it is missing.
     pub async fn ensure_network(&self) -> Result<(), SwarmError> {
-        let name = &self.instance.network;
-        if let Some(id) = self.swarm.network_id(name).await? {
+        let name = &self.cx.instance.network;
+        let swarm = &self.cx.swarm;
+        if let Some(id) = swarm.network_id(name).await? {
             self.observed.update(|o| {
                 o.networks.insert(name.clone(), id);
             });
@@ -182,13 +251,14 @@ impl Controller {
             name: name.clone(),
             driver: "overlay".into(),
             attachable: true,
-            labels: HashMap::from([(labels::MANAGED_BY.to_string(), self.instance.name.clone())]),
+            labels: HashMap::from([(
+                labels::MANAGED_BY.to_string(),
+                self.cx.instance.name.clone(),
+            )]),
         };
-        let id = match self.swarm.create_network(&request).await {
+        let id = match swarm.create_network(&request).await {
             Ok(id) => id,
-            Err(SwarmError::Conflict { .. }) => {
-                self.swarm.network_id(name).await?.unwrap_or_default()
-            }
+            Err(SwarmError::Conflict { .. }) => swarm.network_id(name).await?.unwrap_or_default(),
             Err(e) => return Err(e),
         };
         info!(network = %name, "created the shared overlay network");
@@ -201,7 +271,7 @@ impl Controller {
     /// Reconciles one model: decide, plan, act, report. Never panics on bad input.
     pub async fn reconcile(&self, name: &str) -> Outcome {
         let started = std::time::Instant::now();
-        let outcome = self.reconcile_inner(name).await;
+        let outcome = self.reconcile_once(name).await;
         self.metrics.reconciles.fetch_add(1, Ordering::Relaxed);
         self.metrics
             .reconcile_micros
@@ -214,373 +284,16 @@ impl Controller {
         outcome
     }
 
-    async fn reconcile_inner(&self, name: &str) -> Outcome {
-        if !self.observed.get().is_listed() {
-            // An empty cache is not an empty swarm: planning now would create services
-            // that already run (Docker refuses with 409) and miss ones to remove or adopt.
-            // The first list queues every model (see `follow_events`).
-            return Outcome::Done;
-        }
-        let mut file = file_view(&self.files(), name);
-        if let (FileView::Undeclared, Some(dir)) = (&file, self.manifests_dir.get())
-            && !dir.is_dir()
-        {
-            file = FileView::DirectoryMissing {
-                dir: dir.display().to_string(),
-            };
-        }
-        let (latest, stopped) = match (self.store.latest(name), self.store.is_stopped(name)) {
-            (Ok(latest), Ok(stopped)) => (latest, stopped),
-            (Err(e), _) | (_, Err(e)) => {
-                warn!(model = name, error = %e, "cannot read the store");
-                self.report(
-                    name,
-                    Verdict::problem(format!("cannot read the store: {e}"), false),
-                );
-                return Outcome::Retry;
-            }
-        };
-        let observed = self.observed.get();
-        let owned = observed.owned_by(&self.instance.name, name);
-        let decision = decide(&file, latest.as_ref(), stopped, &owned);
-        let (entry, verdict) = match self.resolve(name, decision).await {
-            Resolved::Apply(entry) => {
-                let verdict = Verdict::applying(&entry);
-                (Some(entry), verdict)
-            }
-            Resolved::Absent => (None, Verdict::absent(latest.is_some())),
-            Resolved::Hold { problem, valid } => {
-                self.report(name, Verdict::problem(problem, valid));
-                return Outcome::Done;
-            }
-            Resolved::Forget => {
-                self.status.remove(name);
-                return Outcome::Done;
-            }
-            Resolved::Retry(problem) => {
-                self.report(name, Verdict::problem(problem, false).transient());
-                return Outcome::Retry;
-            }
-        };
-        let desired = match &entry {
-            Some(entry) => match self.desired_for(entry) {
-                Ok(desired) => Some(desired),
-                Err(problem) => {
-                    self.report(name, Verdict::problem(problem, false));
-                    return Outcome::Done;
-                }
-            },
-            None => None,
-        };
-        let intent = match &desired {
-            Some(d) => Intent::Apply(&d.stack),
-            None => Intent::Absent,
-        };
-        let names: BTreeSet<&str> = desired
-            .as_ref()
-            .map(|d| {
-                d.stack
-                    .services
-                    .iter()
-                    .filter_map(|s| s.name.as_deref())
-                    .collect()
-            })
-            .unwrap_or_default();
-        let foreign = observed.foreign(&self.instance.name, name, &names);
-        let in_sync = self.lock_in_sync().remove(name).unwrap_or_default();
-        let plan = plan::plan(
-            intent,
-            Observation {
-                owned: &owned,
-                foreign: &foreign,
-                network_ids: &observed.networks,
-                in_sync: &in_sync,
-            },
-        );
-        if !plan.in_sync.is_empty() {
-            self.lock_in_sync()
-                .insert(name.to_string(), plan.in_sync.clone());
-        }
-        drop(owned);
-        let mut verdict = verdict;
-        if !plan.conflicts.is_empty() {
-            verdict = verdict.with_problem(plan.conflicts.join("; "), true);
-        }
-        let mut outcome = Outcome::Done;
-        for action in &plan.actions {
-            if let Err(error) = self.execute(name, action).await {
-                warn!(model = name, target = action.target(), error = %error, "docker write failed");
-                verdict = verdict.with_problem(error.to_string(), false);
-                outcome = Outcome::Retry;
-                break;
-            }
-        }
-        verdict.synced = plan.conflicts.is_empty() && outcome == Outcome::Done;
-        self.report(name, verdict);
-        let removed = plan
-            .actions
-            .iter()
-            .any(|a| matches!(a, plan::Action::RemoveService { .. }));
-        if removed && outcome == Outcome::Done {
-            // With its services gone, a model without records has nothing left to keep.
-            // Docker's remove event arrives after the cache has dropped the service, so it
-            // queues nothing: look again now, and the model leaves the listings at once
-            // rather than at the next resync.
-            self.queue.add(name);
-        }
-        outcome
-    }
-
-    /// Turns a decision into a record to apply, storing new records first.
-    async fn resolve(&self, name: &str, decision: Decision) -> Resolved {
-        match decision {
-            Decision::Apply { entry } => Resolved::Apply(entry),
-            Decision::Absent => Resolved::Absent,
-            Decision::Forget => {
-                if self
-                    .observed
-                    .get()
-                    .owned_by(&self.instance.name, name)
-                    .is_empty()
-                {
-                    Resolved::Forget
-                } else {
-                    Resolved::Absent
-                }
-            }
-            Decision::Hold { problem, valid } => Resolved::Hold { problem, valid },
-            Decision::Record { spec, source } => {
-                let identity = Identity {
-                    deployment_id: record::new_deployment_id(),
-                    deployment_time: record::now_unix_seconds(),
-                };
-                let pipeline = self.pipeline();
-                match pipeline.build(spec, identity, &source) {
-                    Ok(desired) => self.append(desired.record, source).await,
-                    Err(errors) => Resolved::Hold {
-                        problem: join_errors(&source, &errors),
-                        valid: false,
-                    },
-                }
-            }
-            Decision::Adopt { record } => {
-                info!(model = name, deployment = %record.deployment_id, "adopting live services that the store has no record of");
-                self.append(record, Source::Adopted).await
-            }
-        }
-    }
-
-    async fn append(&self, record: DeploymentRecord, source: Source) -> Resolved {
-        let entry = Arc::new(HistoryEntry { record, source });
-        match self.store.append(entry.clone()).await {
-            Ok(()) => {
-                info!(model = %entry.record.spec.name, deployment = %entry.record.deployment_id, source = %entry.source, "recorded a new deployment");
-                Resolved::Apply(entry)
-            }
-            Err(e) => Resolved::Retry(format!("cannot write the store: {e}")),
-        }
-    }
-
     /// Re-reads one service into the observed cache (after a write or an event); returns
     /// the model it belongs to, if it is this instance's.
     async fn refresh(&self, id_or_name: &str) -> Result<Option<String>, SwarmError> {
         crate::reconcile::observe::refresh_service(
-            self.swarm.as_ref(),
+            self.cx.swarm.as_ref(),
             &self.observed,
-            &self.instance.name,
+            &self.cx.instance.name,
             id_or_name,
         )
         .await
-    }
-
-    /// Docker API calls made so far, by kind.
-    pub fn docker_calls(&self) -> std::collections::BTreeMap<&'static str, u64> {
-        self.calls.calls()
-    }
-
-    /// Whether Docker's event stream is connected, with a detail line.
-    pub fn docker_health(&self) -> (bool, String) {
-        self.docker
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    fn set_docker_health(&self, ok: bool, detail: String) {
-        *self.docker.lock().unwrap_or_else(|p| p.into_inner()) = (ok, detail);
-    }
-
-    /// The manifest that declares `name`, if a file does (such models are not the API's
-    /// to change).
-    pub fn file_owner(&self, name: &str) -> Option<String> {
-        match file_view(&self.files(), name) {
-            FileView::Undeclared | FileView::DirectoryMissing { .. } => None,
-            FileView::Declared { origin, .. } | FileView::Invalid { origin, .. } => Some(origin),
-            FileView::Conflict { origins } => Some(origins.join(" and ")),
-        }
-    }
-
-    fn lock_in_sync(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<InSync>>> {
-        // Each change is one insert or remove: a poisoned map is consistent.
-        self.in_sync.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// The offline pipeline with this controller's instance and templates.
-    pub fn pipeline(&self) -> Pipeline<'_> {
-        Pipeline {
-            instance: &self.instance,
-            templates: &self.templates,
-        }
-    }
-
-    /// The stack a stored record renders to, built once per deployment.
-    fn desired_for(&self, entry: &HistoryEntry) -> Result<Arc<Desired>, String> {
-        let name = &entry.record.spec.name;
-        let mut built = self.built.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(b) = built
-            .get(name)
-            .filter(|b| b.deployment_id == entry.record.deployment_id && b.source == entry.source)
-        {
-            return b.result.clone();
-        }
-        let identity = Identity {
-            deployment_id: entry.record.deployment_id.clone(),
-            deployment_time: entry.record.deployment_time,
-        };
-        let result = self
-            .pipeline()
-            .build(entry.record.spec.clone(), identity, &entry.source)
-            .map(Arc::new)
-            .map_err(|errors| join_errors(&entry.source, &errors));
-        built.insert(
-            name.clone(),
-            Built {
-                deployment_id: entry.record.deployment_id.clone(),
-                source: entry.source.clone(),
-                result: result.clone(),
-            },
-        );
-        result
-    }
-
-    /// Derives and stores a model's status from the verdict and the observed cache.
-    fn report(&self, name: &str, verdict: Verdict) {
-        let observed = self.observed.get();
-        let services = observed.owned_by(&self.instance.name, name);
-        let tasks = observed.tasks_of(&services);
-        let status = status::derive(
-            name,
-            &verdict,
-            &services,
-            &tasks,
-            &observed.nodes,
-            observed.listed_at,
-        );
-        self.status.set(status);
-    }
-}
-
-/// What a decision resolved to once new records are stored.
-enum Resolved {
-    Apply(Arc<HistoryEntry>),
-    Absent,
-    Hold { problem: String, valid: bool },
-    Forget,
-    Retry(String),
-}
-
-fn join_errors(source: &Source, errors: &[crate::desired::validate::FieldError]) -> String {
-    let origin = match source {
-        Source::File { path } => format!("{path}: "),
-        _ => String::new(),
-    };
-    errors
-        .iter()
-        .map(|e| format!("{origin}{e}"))
-        .collect::<Vec<_>>()
-        .join("; ")
-}
-
-impl Verdict {
-    fn applying(entry: &HistoryEntry) -> Self {
-        Self {
-            valid: true,
-            wanted: true,
-            synced: false,
-            problem: String::new(),
-            fatal: false,
-            source: Some(entry.source.to_string()),
-            deployment_id: Some(entry.record.deployment_id.clone()),
-            deployment_time: Some(entry.record.deployment_time),
-        }
-    }
-
-    fn absent(recorded: bool) -> Self {
-        Self {
-            valid: recorded,
-            wanted: false,
-            synced: false,
-            problem: String::new(),
-            fatal: false,
-            source: None,
-            deployment_id: None,
-            deployment_time: None,
-        }
-    }
-
-    fn problem(problem: String, valid: bool) -> Self {
-        Self {
-            valid,
-            wanted: true,
-            synced: false,
-            problem,
-            fatal: true,
-            source: None,
-            deployment_id: None,
-            deployment_time: None,
-        }
-    }
-
-    fn transient(self) -> Self {
-        Self {
-            fatal: false,
-            ..self
-        }
-    }
-
-    fn with_problem(self, problem: String, fatal: bool) -> Self {
-        Self {
-            problem,
-            fatal,
-            ..self
-        }
-    }
-}
-
-/// Every model name the manifests directory mentions.
-fn file_names(files: &FileDeclarations) -> BTreeSet<String> {
-    files.models.keys().cloned().collect()
-}
-
-/// What the manifests directory says about `name`, in the terms [`decide`] takes.
-fn file_view(files: &FileDeclarations, name: &str) -> FileView {
-    let Some(found) = files.models.get(name) else {
-        return FileView::Undeclared;
-    };
-    match &found.declaration {
-        Declaration::Spec { origin, spec } => FileView::Declared {
-            origin: origin.to_string(),
-            path: origin.path.display().to_string(),
-            spec: spec.clone(),
-            stale: found.stale.clone(),
-        },
-        Declaration::Invalid { origin, errors } => FileView::Invalid {
-            origin: origin.to_string(),
-            errors: errors.iter().map(ToString::to_string).collect(),
-        },
-        Declaration::Conflict { origins } => FileView::Conflict {
-            origins: origins.iter().map(ToString::to_string).collect(),
-        },
     }
 }
 

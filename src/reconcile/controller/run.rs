@@ -60,7 +60,7 @@ impl Controller {
         self.queue.close();
         follower.abort();
         while workers.join_next().await.is_some() {}
-        if let Err(e) = self.store.flush().await {
+        if let Err(e) = self.cx.store.flush().await {
             warn!(error = %e, "could not flush the store at shutdown");
         }
     }
@@ -80,7 +80,7 @@ impl Controller {
 
     /// Lists the swarm's services, tasks (and nodes when needed) into the cache.
     pub async fn relist(&self) -> Result<(), SwarmError> {
-        observe::relist(self.swarm.as_ref(), &self.observed).await?;
+        observe::relist(self.cx.swarm.as_ref(), &self.observed).await?;
         self.metrics
             .last_resync
             .store(record::now_unix_seconds().to_bits(), Ordering::Relaxed);
@@ -103,14 +103,15 @@ impl Controller {
         loop {
             let (next, output) = tokio::select! {
                 () = shutdown.cancelled() => return,
-                stepped = observe::step(state, self.swarm.as_ref(), &self.observed) => stepped,
+                stepped = observe::step(state, self.cx.swarm.as_ref(), &self.observed) => stepped,
             };
             state = next;
             match output {
                 WatchOutput::Idle | WatchOutput::NodesChanged => {}
                 WatchOutput::Relisted => {
                     info!("watching docker events");
-                    self.set_docker_health(true, "connected, following events".to_string());
+                    self.docker
+                        .set(true, "connected, following events".to_string());
                     for name in self.all_models() {
                         self.queue.add(&name);
                     }
@@ -123,7 +124,8 @@ impl Controller {
                     }
                 },
                 WatchOutput::Disconnected { error, retry_in } => {
-                    self.set_docker_health(false, format!("event stream lost: {error}"));
+                    self.docker
+                        .set(false, format!("event stream lost: {error}"));
                     warn!(error = %error, retry_in_ms = retry_in.as_millis() as u64, "lost docker's event stream; reconnecting");
                 }
             }

@@ -1,6 +1,8 @@
 //! The reconciler against the fake swarm: fast, deterministic, no sleeps.
 
 use super::*;
+use crate::desired::Identity;
+use crate::desired::record::{self, HistoryEntry, Source};
 use crate::reconcile::observe;
 use crate::reconcile::status::Phase;
 use crate::sources::files::scan;
@@ -158,8 +160,8 @@ async fn a_model_whose_tasks_are_rejected_is_degraded_with_swarms_error() {
     assert_eq!(status.phase, Phase::Degraded, "{status:?}");
     assert_eq!(status.message, missing);
     assert_eq!(status.tasks.len(), 1, "{status:?}");
-    assert_eq!(status.tasks[0].state, "Rejected");
-    assert_eq!(status.tasks[0].desired_state, "Ready");
+    assert_eq!(status.tasks[0].state.as_str(), "Rejected");
+    assert_eq!(status.tasks[0].desired_state.as_str(), "Ready");
 }
 
 #[tokio::test]

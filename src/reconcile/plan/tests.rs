@@ -380,7 +380,9 @@ fn plan_never_touches_a_foreign_service_with_a_colliding_name() {
     assert!(plan.actions.is_empty(), "{plan:?}");
     assert_eq!(plan.conflicts.len(), 1);
     assert!(
-        plan.conflicts[0].contains("mlmodel instance \"other-team\""),
+        plan.conflicts[0]
+            .to_string()
+            .contains("mlmodel instance \"other-team\""),
         "{}",
         plan.conflicts[0]
     );

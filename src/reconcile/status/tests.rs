@@ -1,4 +1,6 @@
 use super::*;
+use crate::desired::record::Source;
+use crate::desired::validate::FieldError;
 use bollard::models::ServiceSpec;
 
 fn service(running: u64, desired: u64, update_state: Option<&str>) -> ObservedService {
@@ -11,7 +13,7 @@ fn service(running: u64, desired: u64, update_state: Option<&str>) -> ObservedSe
         },
         running_tasks: running,
         desired_tasks: desired,
-        update_state: update_state.map(String::from),
+        update_state: update_state.map(UpdateState::parse),
         update_message: Some("update rolled back due to failure".into()),
         updated_at: None,
     }
@@ -24,8 +26,8 @@ fn task(slot: i64, state: &str, error: &str) -> ObservedTask {
         slot: Some(slot),
         node_id: Some("n1".into()),
         image: "img:1".into(),
-        desired_state: "running".into(),
-        state: state.into(),
+        desired_state: TaskState::Running,
+        state: TaskState::parse(state),
         state_since: None,
         message: String::new(),
         error: error.into(),
@@ -38,11 +40,12 @@ fn verdict() -> Verdict {
         valid: true,
         wanted: true,
         synced: true,
-        problem: String::new(),
-        fatal: false,
-        source: Some("api".into()),
-        deployment_id: Some("d1".into()),
-        deployment_time: Some(1.0),
+        problem: None,
+        applied: Some(Applied {
+            source: "api".into(),
+            deployment_id: "d1".into(),
+            deployment_time: 1.0,
+        }),
     }
 }
 
@@ -62,8 +65,10 @@ fn phase_of(
 fn phases_follow_the_declaration_and_the_swarm() {
     let no_space = "no suitable node (insufficient resources on 1 node)";
     let invalid = Verdict {
-        problem: "domain: bad".into(),
-        fatal: true,
+        problem: Some(Problem::Invalid {
+            source: Source::Api,
+            errors: vec![FieldError::new("domain", "bad")],
+        }),
         valid: false,
         ..verdict()
     };

@@ -9,6 +9,7 @@
 //! spec is kept as a slice of the answer ([`Deferred::Json`]), decoded only for a
 //! version the cache does not hold. Every other call goes through bollard.
 
+use crate::swarm::states::{self, TaskState};
 use crate::swarm::{Deferred, ListedService, ListedTask, ObservedTask, SwarmError, undecodable};
 use bollard::ClientVersion;
 use bollard::errors::Error as DockerError;
@@ -209,7 +210,7 @@ pub(crate) fn parse_services(body: Bytes) -> Result<Vec<ListedService>, serde_js
             version: entry.version.index,
             running_tasks: entry.service_status.running_tasks,
             desired_tasks: entry.service_status.desired_tasks,
-            update_state: entry.update_status.state.filter(|s| !s.is_empty()),
+            update_state: states::update_state(entry.update_status.state.as_deref()),
             update_message: entry.update_status.message.filter(|m| !m.is_empty()),
             updated_at: entry.updated_at,
             spec: deferred(&body, entry.spec),
@@ -229,8 +230,8 @@ pub(crate) fn parse_tasks(body: Bytes) -> Result<Vec<ListedTask>, serde_json::Er
                 slot: entry.slot,
                 node_id: entry.node_id.filter(|node| !node.is_empty()),
                 image: String::new(),
-                desired_state: entry.desired_state,
-                state: entry.status.state,
+                desired_state: TaskState::parse(&entry.desired_state),
+                state: TaskState::parse(&entry.status.state),
                 state_since: entry.status.timestamp,
                 message: entry.status.message,
                 error: entry.status.err,
@@ -245,6 +246,7 @@ pub(crate) fn parse_tasks(body: Bytes) -> Result<Vec<ListedTask>, serde_json::Er
 mod tests {
     use super::*;
     use crate::swarm::ObservedService;
+    use crate::swarm::UpdateState;
     use bollard::models::{Service, Task};
     use serde_json::{Value, json};
 
@@ -301,7 +303,10 @@ mod tests {
         assert_eq!(service.name(), "m_a");
         assert_eq!(service.label("quoted"), Some("say \"hi\" \u{e9}\n"));
         assert_eq!((service.running_tasks, service.desired_tasks), (1, 2));
-        assert_eq!(service.update_state.as_deref(), Some("rollback_completed"));
+        assert_eq!(
+            service.update_state.as_ref().map(UpdateState::as_str),
+            Some("rollback_completed")
+        );
         assert_eq!(
             service.update_message.as_deref(),
             Some("rollback completed")
@@ -326,7 +331,10 @@ mod tests {
             (0, 0)
         );
         assert_eq!(
-            (services[1].update_state.as_deref(), services[1].name()),
+            (
+                services[1].update_state.as_ref().map(UpdateState::as_str),
+                services[1].name()
+            ),
             (None, "")
         );
     }
@@ -388,8 +396,8 @@ mod tests {
         assert_eq!(task.node_id, None);
         assert_eq!(task.slot, Some(1));
         assert_eq!(task.image, "", "left for the caller");
-        assert_eq!(task.state, "pending");
-        assert_eq!(task.desired_state, "running");
+        assert_eq!(task.state.as_str(), "pending");
+        assert_eq!(task.desired_state.as_str(), "running");
         assert_eq!(task.state_since.as_deref(), Some("2024-05-01T10:00:00Z"));
         assert_eq!(task.message, "pending task scheduling");
         assert_eq!(

@@ -9,7 +9,7 @@ mod lists;
 
 use super::{
     ListedService, ListedTask, NetworkRequest, ObservedNode, ObservedService, Swarm, SwarmError,
-    SwarmEvent, SwarmInfo,
+    SwarmEvent, SwarmInfo, states,
 };
 use async_trait::async_trait;
 use bollard::Docker;
@@ -303,10 +303,7 @@ fn observed_service(service: Service) -> ObservedService {
         spec: service.spec.unwrap_or_default(),
         running_tasks: status.running_tasks.unwrap_or_default(),
         desired_tasks: status.desired_tasks.unwrap_or_default(),
-        update_state: update
-            .state
-            .map(|state| state.to_string())
-            .filter(|state| !state.is_empty()),
+        update_state: states::update_state(update.state.map(|state| state.to_string()).as_deref()),
         update_message: update.message.filter(|message| !message.is_empty()),
         updated_at: service.updated_at,
     }

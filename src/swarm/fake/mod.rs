@@ -18,7 +18,7 @@
 
 use super::{
     ListedService, ListedTask, NetworkRequest, ObservedNode, ObservedService, Swarm, SwarmError,
-    SwarmEvent, SwarmInfo,
+    SwarmEvent, SwarmInfo, TaskState, UpdateState,
 };
 use async_trait::async_trait;
 use bollard::models::{ServiceSpec, ServiceSpecMode};
@@ -201,7 +201,7 @@ impl FakeSwarm {
     pub fn set_task_error(&self, name: &str, state: &str, error: &str) -> Result<(), SwarmError> {
         let mut swarm = self.lock();
         let service = swarm.service_named_mut(name)?;
-        service.stuck = (state.to_string(), error.to_string());
+        service.stuck = (TaskState::parse(state), error.to_string());
         Ok(())
     }
 
@@ -215,7 +215,7 @@ impl FakeSwarm {
     ) -> Result<(), SwarmError> {
         let mut swarm = self.lock();
         let service = swarm.service_named_mut(name)?;
-        service.update_status = Some((state.to_string(), message.to_string()));
+        service.update_status = Some((UpdateState::parse(state), message.to_string()));
         Ok(())
     }
 

@@ -5,7 +5,7 @@
 use super::{FAKE_NODE_ID, Op};
 use crate::swarm::{
     Deferred, ListedService, ListedTask, ObservedService, ObservedTask, SwarmError, SwarmEvent,
-    SwarmInfo,
+    SwarmInfo, TaskState, UpdateState,
 };
 use bollard::models::{NetworkAttachmentConfig, ServiceSpec, ServiceSpecMode, TaskSpec};
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -37,11 +37,11 @@ pub(super) struct FakeService {
     /// Shared with what lists hand out, as Docker's answers are read lazily.
     pub(super) spec: Arc<ServiceSpec>,
     pub(super) updated_at: String,
-    pub(super) update_status: Option<(String, String)>,
+    pub(super) update_status: Option<(UpdateState, String)>,
     /// How many of the desired tasks run, if not all.
     pub(super) running: Option<u64>,
     /// State and error shown by the tasks that do not run.
-    pub(super) stuck: (String, String),
+    pub(super) stuck: (TaskState, String),
     /// The task template its tasks were created from.
     pub(super) task_spec: Arc<TaskSpec>,
     /// Whether updates leave the tasks on their old template (a rollout not yet begun).
@@ -144,7 +144,7 @@ impl State {
             updated_at: now_rfc3339(),
             update_status: None,
             running: None,
-            stuck: ("pending".to_string(), String::new()),
+            stuck: (TaskState::Pending, String::new()),
         };
         self.services.insert(id.clone(), service);
         Ok((id.clone(), service_event("create", &id, &name)))
@@ -181,7 +181,7 @@ impl State {
                 service.update_status = None;
             } else {
                 service.update_status =
-                    Some(("completed".to_string(), "update completed".to_string()));
+                    Some((UpdateState::Completed, "update completed".to_string()));
                 service.task_spec = Arc::new(spec.task_template.clone().unwrap_or_default());
             }
         }
@@ -269,7 +269,7 @@ impl FakeService {
             .map(|slot| {
                 let runs = slot <= running;
                 let (state, error) = if runs {
-                    ("running".to_string(), String::new())
+                    (TaskState::Running, String::new())
                 } else {
                     self.stuck.clone()
                 };
@@ -279,12 +279,11 @@ impl FakeService {
                     slot: (!global).then_some(slot as i64),
                     node_id: runs.then(|| FAKE_NODE_ID.to_string()),
                     image: image.clone(),
-                    desired_state: if matches!(state.as_str(), "rejected" | "failed") {
-                        "ready"
+                    desired_state: if state.is_failure() {
+                        TaskState::Ready
                     } else {
-                        "running"
-                    }
-                    .to_string(),
+                        TaskState::Running
+                    },
                     message: if runs {
                         "started"
                     } else {

@@ -124,7 +124,7 @@ async fn a_converged_service_reports_all_replicas_running_with_one_task_per_slot
     for task in tasks {
         assert_eq!(task.service_id, id);
         assert_eq!(task.image, "img:1");
-        assert_eq!(task.state, "running");
+        assert_eq!(task.state.as_str(), "running");
         assert_eq!(task.node_id.as_deref(), Some(FAKE_NODE_ID));
     }
 }
@@ -139,8 +139,8 @@ async fn rejected_tasks_wait_to_restart_with_desired_state_ready() {
         .unwrap();
     let tasks = listed_tasks(&swarm).await;
     assert_eq!(tasks.len(), 1);
-    assert_eq!(tasks[0].state, "rejected");
-    assert_eq!(tasks[0].desired_state, "ready");
+    assert_eq!(tasks[0].state.as_str(), "rejected");
+    assert_eq!(tasks[0].desired_state.as_str(), "ready");
 }
 
 #[tokio::test]
@@ -155,7 +155,7 @@ async fn tasks_that_cannot_run_show_their_error() {
     let tasks = listed_tasks(&swarm).await;
     let stuck: Vec<_> = tasks
         .iter()
-        .filter(|task| task.state == "pending")
+        .filter(|task| task.state.as_str() == "pending")
         .collect();
     assert_eq!(stuck.len(), 2);
     assert!(
@@ -332,7 +332,10 @@ async fn only_a_new_task_template_reports_a_rolling_update() {
         .await
         .unwrap();
     let updated = swarm.service("a").unwrap();
-    assert_eq!(updated.update_state.as_deref(), Some("completed"));
+    assert_eq!(
+        updated.update_state.as_ref().map(UpdateState::as_str),
+        Some("completed")
+    );
     assert_eq!(updated.update_message.as_deref(), Some("update completed"));
 }
 

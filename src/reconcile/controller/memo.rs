@@ -1,0 +1,69 @@
+//! What a reconcile remembers from the last one of the same model, so that a resync of
+//! converged models does no work twice: the stack each deployment built to (records never
+//! change, so a deployment renders once), and the services the last plan found in sync.
+//!
+//! Both are caches: dropping them changes how much work a reconcile does, never what it
+//! decides.
+
+use super::context::Context;
+use crate::desired::Desired;
+use crate::desired::record::{HistoryEntry, Source};
+use crate::reconcile::plan::InSync;
+use crate::reconcile::problem::Problem;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// A model's desired stack, built once per deployment.
+struct Built {
+    deployment_id: String,
+    source: Source,
+    result: Result<Arc<Desired>, Problem>,
+}
+
+/// Per model: the last deployment's build and the last plan's in-sync services.
+#[derive(Default)]
+pub(super) struct Memo {
+    built: Mutex<HashMap<String, Built>>,
+    in_sync: Mutex<HashMap<String, Vec<InSync>>>,
+}
+
+/// Each change to either map is one insert or remove: a poisoned map is consistent.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Memo {
+    /// The stack a stored record renders to, built at most once per deployment.
+    pub fn desired_for(&self, cx: &Context, entry: &HistoryEntry) -> Result<Arc<Desired>, Problem> {
+        let name = &entry.record.spec.name;
+        let mut built = lock(&self.built);
+        if let Some(b) = built
+            .get(name)
+            .filter(|b| b.deployment_id == entry.record.deployment_id && b.source == entry.source)
+        {
+            return b.result.clone();
+        }
+        let result = cx.build(entry);
+        built.insert(
+            name.clone(),
+            Built {
+                deployment_id: entry.record.deployment_id.clone(),
+                source: entry.source.clone(),
+                result: result.clone(),
+            },
+        );
+        result
+    }
+
+    /// Takes what the last plan of `name` found in sync (the next plan gives it back).
+    pub fn take_in_sync(&self, name: &str) -> Vec<InSync> {
+        lock(&self.in_sync).remove(name).unwrap_or_default()
+    }
+
+    /// Keeps what a plan of `name` found in sync for the next one.
+    pub fn keep_in_sync(&self, name: &str, in_sync: &[InSync]) {
+        if !in_sync.is_empty() {
+            lock(&self.in_sync).insert(name.to_string(), in_sync.to_vec());
+        }
+    }
+}

@@ -1,0 +1,281 @@
+//! One reconcile of one model, as a pipeline of stages over one observed snapshot:
+//!
+//! ```text
+//! snapshot ─> read (files, store) ─> decide ─> resolve (store new records) ─> build
+//!          ─> plan ─> carry out (Docker writes) ─> report (status)
+//! ```
+//!
+//! The snapshot is taken once, at the start, and passed down as a value: every stage sees
+//! the same swarm. The writes then refresh the cache for what they touched, and the
+//! report reads the cache once more only if there were writes, so that a model's status
+//! shows what its own writes did. A stage that ends the reconcile early (a hold, a store
+//! error, a record that does not build) says so as a [`Stop`].
+
+use super::Controller;
+use super::decide::{Decision, decide};
+use crate::desired::record::{self, DeploymentRecord, HistoryEntry, Source};
+use crate::desired::{Desired, Identity};
+use crate::reconcile::observe::Observed;
+use crate::reconcile::plan::{self, Action, Intent, Observation, Plan};
+use crate::reconcile::problem::Problem;
+use crate::reconcile::queue::Outcome;
+use crate::reconcile::status::{self, Applied, Verdict};
+use crate::swarm::ObservedService;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use tracing::{info, warn};
+
+/// What a model is converged to: its stack (none: remove its services), and the verdict
+/// so far.
+struct Target {
+    desired: Option<Arc<Desired>>,
+    verdict: Verdict,
+}
+
+/// Why a reconcile ends before planning.
+enum Stop {
+    /// Report this verdict and end with this outcome.
+    Report(Verdict, Outcome),
+    /// Nothing declared, recorded or live: forget the model's status.
+    Forget,
+}
+
+/// What a decision resolved to once new records are stored.
+enum Resolved {
+    Apply(Arc<HistoryEntry>),
+    Absent,
+    Hold { problem: Problem, valid: bool },
+    Forget,
+    Retry(Problem),
+}
+
+impl Controller {
+    /// The pipeline; see the module's documentation.
+    pub(super) async fn reconcile_once(&self, name: &str) -> Outcome {
+        let observed = self.observed.get();
+        if !observed.is_listed() {
+            // An empty cache is not an empty swarm: planning now would create services
+            // that already run (Docker refuses with 409) and miss ones to remove or adopt.
+            // The first list queues every model (see `follow_events`).
+            return Outcome::Done;
+        }
+        let owned = observed.owned_by(&self.cx.instance.name, name);
+        let target = match self.target(name, &owned).await {
+            Ok(target) => target,
+            Err(Stop::Forget) => {
+                self.status.remove(name);
+                return Outcome::Done;
+            }
+            Err(Stop::Report(verdict, outcome)) => {
+                self.report(name, &verdict, &observed);
+                return outcome;
+            }
+        };
+        let plan = self.plan_for(name, target.desired.as_deref(), &owned, &observed);
+        drop(owned);
+        let (verdict, outcome) = self.carry_out(name, &plan, target.verdict).await;
+        let after = if plan.actions.is_empty() {
+            observed
+        } else {
+            self.observed.get()
+        };
+        self.report(name, &verdict, &after);
+        let removed = plan
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::RemoveService { .. }));
+        if removed && outcome == Outcome::Done {
+            // With its services gone, a model without records has nothing left to keep.
+            // Docker's remove event arrives after the cache has dropped the service, so it
+            // queues nothing: look again now, and the model leaves the listings at once
+            // rather than at the next resync.
+            self.queue.add(name);
+        }
+        outcome
+    }
+
+    /// Reads the model's declarations, decides, stores a new record if the decision makes
+    /// one, and builds the stack to converge to.
+    async fn target(&self, name: &str, owned: &[&ObservedService]) -> Result<Target, Stop> {
+        let store = &self.cx.store;
+        let (latest, stopped) = match (store.latest(name), store.is_stopped(name)) {
+            (Ok(latest), Ok(stopped)) => (latest, stopped),
+            (Err(e), _) | (_, Err(e)) => {
+                warn!(model = name, error = %e, "cannot read the store");
+                let problem = Problem::StoreRead(Arc::new(e));
+                return Err(Stop::Report(
+                    Verdict::failed(problem, false),
+                    Outcome::Retry,
+                ));
+            }
+        };
+        let file = self.cx.declarations.view(name);
+        match self
+            .resolve(name, decide(&file, latest.as_ref(), stopped, owned))
+            .await
+        {
+            Resolved::Apply(entry) => match self.memo.desired_for(&self.cx, &entry) {
+                Ok(desired) => Ok(Target {
+                    desired: Some(desired),
+                    verdict: Verdict::applying(&entry),
+                }),
+                Err(problem) => Err(Stop::Report(Verdict::failed(problem, false), Outcome::Done)),
+            },
+            Resolved::Absent => Ok(Target {
+                desired: None,
+                verdict: Verdict::absent(latest.is_some()),
+            }),
+            Resolved::Hold { problem, valid } => {
+                Err(Stop::Report(Verdict::failed(problem, valid), Outcome::Done))
+            }
+            Resolved::Forget => Err(Stop::Forget),
+            Resolved::Retry(problem) => Err(Stop::Report(
+                Verdict::failed(problem, false),
+                Outcome::Retry,
+            )),
+        }
+    }
+
+    /// Turns a decision into a record to apply, storing new records first.
+    async fn resolve(&self, name: &str, decision: Decision) -> Resolved {
+        match decision {
+            Decision::Apply { entry } => Resolved::Apply(entry),
+            Decision::Absent => Resolved::Absent,
+            Decision::Forget => Resolved::Forget,
+            Decision::Hold { problem, valid } => Resolved::Hold {
+                problem: problem.into(),
+                valid,
+            },
+            Decision::Record { spec, source } => {
+                let identity = Identity {
+                    deployment_id: record::new_deployment_id(),
+                    deployment_time: record::now_unix_seconds(),
+                };
+                match self.cx.pipeline().build(spec, identity, &source) {
+                    Ok(desired) => self.append(desired.record, source).await,
+                    Err(errors) => Resolved::Hold {
+                        problem: Problem::Invalid { source, errors },
+                        valid: false,
+                    },
+                }
+            }
+            Decision::Adopt { record } => {
+                info!(model = name, deployment = %record.deployment_id, "adopting live services that the store has no record of");
+                self.append(record, Source::Adopted).await
+            }
+        }
+    }
+
+    async fn append(&self, record: DeploymentRecord, source: Source) -> Resolved {
+        let entry = Arc::new(HistoryEntry { record, source });
+        match self.cx.store.append(entry.clone()).await {
+            Ok(()) => {
+                info!(model = %entry.record.spec.name, deployment = %entry.record.deployment_id, source = %entry.source, "recorded a new deployment");
+                Resolved::Apply(entry)
+            }
+            Err(e) => Resolved::Retry(Problem::StoreWrite(Arc::new(e))),
+        }
+    }
+
+    /// The writes that make the live services match `desired` (none: remove them).
+    fn plan_for(
+        &self,
+        name: &str,
+        desired: Option<&Desired>,
+        owned: &[&ObservedService],
+        observed: &Observed,
+    ) -> Plan {
+        let intent = desired.map_or(Intent::Absent, |d| Intent::Apply(&d.stack));
+        let names: BTreeSet<&str> = desired
+            .into_iter()
+            .flat_map(|d| d.stack.services.iter())
+            .filter_map(|s| s.name.as_deref())
+            .collect();
+        let foreign = observed.foreign(&self.cx.instance.name, name, &names);
+        let in_sync = self.memo.take_in_sync(name);
+        let plan = plan::plan(
+            intent,
+            Observation {
+                owned,
+                foreign: &foreign,
+                network_ids: &observed.networks,
+                in_sync: &in_sync,
+            },
+        );
+        self.memo.keep_in_sync(name, &plan.in_sync);
+        plan
+    }
+
+    /// Sends the plan's writes in order, stopping at the first that fails, and completes
+    /// the verdict with what happened.
+    async fn carry_out(&self, name: &str, plan: &Plan, verdict: Verdict) -> (Verdict, Outcome) {
+        let mut verdict = verdict;
+        if !plan.conflicts.is_empty() {
+            verdict.problem = Some(Problem::NamesTaken(plan.conflicts.clone()));
+        }
+        let mut outcome = Outcome::Done;
+        for action in &plan.actions {
+            if let Err(error) = self.execute(name, action).await {
+                warn!(model = name, target = action.target(), error = %error, "docker write failed");
+                verdict.problem = Some(Problem::DockerWrite(error));
+                outcome = Outcome::Retry;
+                break;
+            }
+        }
+        verdict.synced = plan.conflicts.is_empty() && outcome == Outcome::Done;
+        (verdict, outcome)
+    }
+
+    /// Derives and stores a model's status from the verdict and `observed`.
+    fn report(&self, name: &str, verdict: &Verdict, observed: &Observed) {
+        let services = observed.owned_by(&self.cx.instance.name, name);
+        let tasks = observed.tasks_of(&services);
+        self.status.set(status::derive(
+            name,
+            verdict,
+            &services,
+            &tasks,
+            &observed.nodes,
+            observed.listed_at,
+        ));
+    }
+}
+
+impl Verdict {
+    /// Converging to `entry`.
+    fn applying(entry: &HistoryEntry) -> Self {
+        Self {
+            valid: true,
+            wanted: true,
+            synced: false,
+            problem: None,
+            applied: Some(Applied {
+                source: entry.source.to_string(),
+                deployment_id: entry.record.deployment_id.clone(),
+                deployment_time: entry.record.deployment_time,
+            }),
+        }
+    }
+
+    /// Removing the model's services; `recorded` if it has records still.
+    fn absent(recorded: bool) -> Self {
+        Self {
+            valid: recorded,
+            wanted: false,
+            synced: false,
+            problem: None,
+            applied: None,
+        }
+    }
+
+    /// Stopped by `problem`; `valid` if a valid record exists regardless.
+    fn failed(problem: Problem, valid: bool) -> Self {
+        Self {
+            valid,
+            wanted: true,
+            synced: false,
+            problem: Some(problem),
+            applied: None,
+        }
+    }
+}
