@@ -14,7 +14,6 @@ use std::sync::atomic::Ordering;
 pub async fn metrics(State(state): State<ApiState>) -> Response {
     let readers = &state.readers;
     let snapshot = readers.status.snapshot();
-    let mut out = String::new();
     let models: Vec<(&ModelStatus, String)> = snapshot
         .models
         .values()
@@ -23,6 +22,16 @@ pub async fn metrics(State(state): State<ApiState>) -> Response {
             (status.as_ref(), model_labels(status, record.as_deref()))
         })
         .collect();
+    let mut out = String::new();
+    write_model_gauges(&mut out, &models);
+    write_task_states(&mut out, &models);
+    write_reconciler(&mut out, readers);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+/// Per model: active, valid, weird (the original's three) and its replica counts, under
+/// the original's names and this project's older ones.
+fn write_model_gauges(out: &mut String, models: &[(&ModelStatus, String)]) {
     type Gauge = fn(&ModelStatus) -> u64;
     let per_model: [(&str, &str, Gauge); 7] = [
         (
@@ -63,50 +72,61 @@ pub async fn metrics(State(state): State<ApiState>) -> Response {
     ];
     for (name, help, value) in per_model {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
-        for (status, labels) in &models {
+        for (status, labels) in models {
             let _ = writeln!(out, "{name}{{{labels}}} {}", value(status));
         }
     }
-    write_task_states(&mut out, &models);
+}
+
+/// The reconciler's own series: counters, queue depth, last resync, Docker calls.
+fn write_reconciler(out: &mut String, readers: &crate::reconcile::controller::Readers) {
     let m = &readers.metrics;
-    let counters = [
+    let seconds = m.reconcile_micros.load(Ordering::Relaxed) as f64 / 1e6;
+    let last = f64::from_bits(m.last_resync.load(Ordering::Relaxed));
+    let series: [(&str, &str, &str, String); 6] = [
         (
             "mlmodel_reconciles_total",
+            "counter",
             "reconciles run",
-            m.reconciles.load(Ordering::Relaxed),
+            m.reconciles.load(Ordering::Relaxed).to_string(),
         ),
         (
             "mlmodel_reconcile_errors_total",
+            "counter",
             "reconciles that failed and will be retried",
-            m.reconcile_errors.load(Ordering::Relaxed),
+            m.reconcile_errors.load(Ordering::Relaxed).to_string(),
         ),
         (
             "mlmodel_docker_writes_total",
+            "counter",
             "service creates, updates and removes sent",
-            m.writes.load(Ordering::Relaxed),
+            m.writes.load(Ordering::Relaxed).to_string(),
+        ),
+        (
+            "mlmodel_reconcile_duration_seconds_total",
+            "counter",
+            "time spent reconciling",
+            seconds.to_string(),
+        ),
+        (
+            "mlmodel_queue_depth",
+            "gauge",
+            "models waiting to be reconciled",
+            readers.queue.depth().to_string(),
+        ),
+        (
+            "mlmodel_last_resync_timestamp_seconds",
+            "gauge",
+            "when the swarm was last listed in full",
+            last.to_string(),
         ),
     ];
-    for (name, help, value) in counters {
+    for (name, kind, help, value) in series {
         let _ = writeln!(
             out,
-            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
         );
     }
-    let seconds = m.reconcile_micros.load(Ordering::Relaxed) as f64 / 1e6;
-    let _ = writeln!(
-        out,
-        "# HELP mlmodel_reconcile_duration_seconds_total time spent reconciling\n# TYPE mlmodel_reconcile_duration_seconds_total counter\nmlmodel_reconcile_duration_seconds_total {seconds}"
-    );
-    let _ = writeln!(
-        out,
-        "# HELP mlmodel_queue_depth models waiting to be reconciled\n# TYPE mlmodel_queue_depth gauge\nmlmodel_queue_depth {}",
-        readers.queue.depth()
-    );
-    let last = f64::from_bits(m.last_resync.load(Ordering::Relaxed));
-    let _ = writeln!(
-        out,
-        "# HELP mlmodel_last_resync_timestamp_seconds when the swarm was last listed in full\n# TYPE mlmodel_last_resync_timestamp_seconds gauge\nmlmodel_last_resync_timestamp_seconds {last}"
-    );
     let _ = writeln!(
         out,
         "# HELP mlmodel_docker_api_calls_total Docker API calls by kind\n# TYPE mlmodel_docker_api_calls_total counter"
@@ -117,7 +137,6 @@ pub async fn metrics(State(state): State<ApiState>) -> Response {
             "mlmodel_docker_api_calls_total{{kind=\"{kind}\"}} {count}"
         );
     }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }
 
 /// The original service's labels of a model's series: its name and, from the newest

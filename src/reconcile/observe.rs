@@ -7,8 +7,8 @@
 
 use crate::desired::stack::labels;
 use crate::swarm::{
-    ListedTask, ObservedNode, ObservedService, ObservedTask, Swarm, SwarmError, SwarmEvent,
-    image_of, runs_template,
+    ListedService, ListedTask, ObservedNode, ObservedService, ObservedTask, Swarm, SwarmError,
+    SwarmEvent, image_of, runs_template,
 };
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
@@ -228,52 +228,8 @@ pub async fn relist(swarm: &dyn Swarm, cache: &ObservedCache) -> Result<(), Swar
     };
     let now = crate::desired::record::now_unix_seconds();
     let old = cache.get();
-    // A service listed at the version index it had is unchanged (Docker bumps the index
-    // on every change): the old entry is kept, and with it what was derived from it. Only
-    // the specs of new versions are read.
-    let mut unchanged: HashSet<&str> = HashSet::new();
-    let mut services: HashMap<String, Arc<ObservedService>> = HashMap::with_capacity(listed.len());
-    for service in listed {
-        let entry = match old.services.get(&service.id) {
-            Some(cached) if service.is_unchanged(cached) => {
-                unchanged.insert(cached.id.as_str());
-                cached.clone()
-            }
-            _ => Arc::new(service.decode()?),
-        };
-        services.insert(entry.id.clone(), entry);
-    }
-    let mut by_service: HashMap<String, Vec<ObservedTask>> = HashMap::new();
-    for ListedTask { mut task, spec } in tasks {
-        // A task's spec never changes: under an unchanged service, a task found up to
-        // date still is, and keeps its image without its spec being read. (Not so for
-        // "not up to date": a re-read service may have marked its tasks so without
-        // comparing, see `outdate_tasks`.) Otherwise its spec is read, for its image and
-        // to compare with its service's template.
-        let known = old
-            .tasks
-            .get(&task.service_id)
-            .and_then(|listed| listed.iter().find(|t| t.id == task.id));
-        let service_unchanged = unchanged.contains(task.service_id.as_str());
-        match known {
-            Some(known) if service_unchanged && known.up_to_date => {
-                task.image = known.image.clone();
-                task.up_to_date = true;
-            }
-            _ => {
-                let spec = spec.decode(&format!("the listed spec of task {}", task.id))?;
-                task.image = image_of(&spec);
-                task.up_to_date = services
-                    .get(&task.service_id)
-                    .and_then(|service| service.spec.task_template.as_ref())
-                    .is_some_and(|template| runs_template(&spec, template));
-            }
-        }
-        by_service
-            .entry(task.service_id.clone())
-            .or_default()
-            .push(task);
-    }
+    let (services, unchanged) = merge_services(&old, listed)?;
+    let by_service = merge_tasks(&old, &services, &unchanged, tasks)?;
     let index = (unchanged.len() == services.len() && services.len() == old.services.len())
         .then(|| old.index.0.clone())
         .flatten();
@@ -297,6 +253,75 @@ pub async fn relist(swarm: &dyn Swarm, cache: &ObservedCache) -> Result<(), Swar
         index: IndexSlot(index),
     });
     Ok(())
+}
+
+/// Services by id, shared (see [`Observed::services`]).
+type Services = HashMap<String, Arc<ObservedService>>;
+
+/// The listed services, each reusing its cached entry when unchanged; and the ids of
+/// those unchanged.
+///
+/// A service listed at the version index it had is unchanged (Docker bumps the index on
+/// every change): the old entry is kept, and with it what was derived from it. Only the
+/// specs of new versions are read.
+fn merge_services(
+    old: &Observed,
+    listed: Vec<ListedService>,
+) -> Result<(Services, HashSet<&str>), SwarmError> {
+    let mut unchanged: HashSet<&str> = HashSet::new();
+    let mut services: HashMap<String, Arc<ObservedService>> = HashMap::with_capacity(listed.len());
+    for service in listed {
+        let entry = match old.services.get(&service.id) {
+            Some(cached) if service.is_unchanged(cached) => {
+                unchanged.insert(cached.id.as_str());
+                cached.clone()
+            }
+            _ => Arc::new(service.decode()?),
+        };
+        services.insert(entry.id.clone(), entry);
+    }
+    Ok((services, unchanged))
+}
+
+/// The listed tasks by service id, each with its image and whether it is up to date.
+///
+/// A task's spec never changes: under an unchanged service, a task found up to date
+/// still is, and keeps its image without its spec being read. (Not so for "not up to
+/// date": a re-read service may have marked its tasks so without comparing, see
+/// `outdate_tasks`.) Otherwise its spec is read, for its image and to compare with its
+/// service's template.
+fn merge_tasks(
+    old: &Observed,
+    services: &Services,
+    unchanged: &HashSet<&str>,
+    tasks: Vec<ListedTask>,
+) -> Result<HashMap<String, Vec<ObservedTask>>, SwarmError> {
+    let mut by_service: HashMap<String, Vec<ObservedTask>> = HashMap::new();
+    for ListedTask { mut task, spec } in tasks {
+        let known = old
+            .tasks
+            .get(&task.service_id)
+            .and_then(|listed| listed.iter().find(|t| t.id == task.id));
+        match known {
+            Some(known) if unchanged.contains(task.service_id.as_str()) && known.up_to_date => {
+                task.image = known.image.clone();
+                task.up_to_date = true;
+            }
+            _ => {
+                let spec = spec.decode(&format!("the listed spec of task {}", task.id))?;
+                task.image = image_of(&spec);
+                task.up_to_date = services
+                    .get(&task.service_id)
+                    .and_then(|service| service.spec.task_template.as_ref())
+                    .is_some_and(|template| runs_template(&spec, template));
+            }
+        }
+        by_service
+            .entry(task.service_id.clone())
+            .or_default()
+            .push(task);
+    }
+    Ok(by_service)
 }
 
 /// Refreshes one service after an event about it; returns the model it belongs to.

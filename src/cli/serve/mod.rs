@@ -114,18 +114,7 @@ pub async fn serve(config: ServeConfig, shutdown: CancellationToken) -> Result<(
     check_swarm(swarm.as_ref()).await?;
     let store = Store::open(&config.data_dir).map_err(|e| ServeError::Store(e.to_string()))?;
     let templates = Arc::new(Templates::load(config.templates.as_deref())?);
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|error| ServeError::Listen {
-            addr: config.listen,
-            error,
-        })?;
-    if !config.listen.ip().is_loopback() && config.token.is_none() {
-        warn!(
-            listen = %config.listen,
-            "the API listens beyond this machine without a token: anyone who can reach it can deploy and delete models; set --token or MLMODEL_TOKEN"
-        );
-    }
+    let listener = bind(&config).await?;
     let (files, file_changes, health) = ManifestWatcher::spawn(
         config.manifests.clone(),
         WatchConfig {
@@ -165,23 +154,18 @@ pub async fn serve(config: ServeConfig, shutdown: CancellationToken) -> Result<(
         instance = %config.instance.name,
         "mlmodel is reconciling"
     );
-    let run_config = RunConfig {
-        concurrency: config.concurrency,
-        resync: config.resync,
-        ..RunConfig::default()
-    };
     let state = ApiState::new(
         controller.readers(),
         config.token.clone(),
         Arc::new(WatcherProbe(health)),
     );
-    let api_shutdown = shutdown.clone();
-    let api = tokio::spawn(async move {
-        axum::serve(listener, api::router(state))
-            .with_graceful_shutdown(async move { api_shutdown.cancelled().await })
-            .await
-    });
+    let api = spawn_api(listener, state, shutdown.clone());
     info!(listen = %config.listen, "API listening");
+    let run_config = RunConfig {
+        concurrency: config.concurrency,
+        resync: config.resync,
+        ..RunConfig::default()
+    };
     controller.run(run_config, file_changes, shutdown).await;
     match api.await {
         Ok(Ok(())) => {}
@@ -190,6 +174,36 @@ pub async fn serve(config: ServeConfig, shutdown: CancellationToken) -> Result<(
     }
     info!("stopped");
     Ok(())
+}
+
+/// Binds the API's address, warning when it is reachable beyond this machine unguarded.
+async fn bind(config: &ServeConfig) -> Result<tokio::net::TcpListener, ServeError> {
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|error| ServeError::Listen {
+            addr: config.listen,
+            error,
+        })?;
+    if !config.listen.ip().is_loopback() && config.token.is_none() {
+        warn!(
+            listen = %config.listen,
+            "the API listens beyond this machine without a token: anyone who can reach it can deploy and delete models; set --token or MLMODEL_TOKEN"
+        );
+    }
+    Ok(listener)
+}
+
+/// Serves the API on `listener` until `shutdown`, letting requests in flight finish.
+fn spawn_api(
+    listener: tokio::net::TcpListener,
+    state: ApiState,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<std::io::Result<()>> {
+    tokio::spawn(async move {
+        axum::serve(listener, api::router(state))
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await
+    })
 }
 
 /// Caps the C allocator at two arenas; call before the async runtime starts its threads.
