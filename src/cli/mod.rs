@@ -1,6 +1,14 @@
 //! The `mlmodel` command line: clap definitions turned into plain calls into the library.
+//!
+//! Three kinds of command, one module each, because each needs different parts:
+//!
+//! - [`serve`]: `mlmodel serve`, the daemon; it wires the sources, the reconciler and the
+//!   API together over a real Docker engine. Its flags are in `serve/flags.rs`.
+//! - `offline`: `validate` and `render`, the [`crate::desired`] stage alone: no Docker, no
+//!   server.
+//! - [`remote`]: the kubectl-like commands that talk to a running server over HTTP; its
+//!   flags are in [`remote::flags`].
 
-pub mod client;
 mod offline;
 pub mod remote;
 pub mod serve;
@@ -18,7 +26,7 @@ use crate::desired::render::Instance;
 #[command(name = "mlmodel", version, about, long_about = None, after_help = crate::cli::remote::EXIT_CODES_HELP)]
 pub struct Cli {
     #[command(flatten)]
-    client: client::ClientArgs,
+    client: remote::flags::ClientArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -75,7 +83,7 @@ enum Command {
         instance: InstanceArgs,
     },
     #[command(flatten)]
-    Client(client::ClientCommand),
+    Client(remote::flags::ClientCommand),
 }
 
 /// What `mlmodel render` prints.
@@ -149,10 +157,10 @@ pub fn main() -> ExitCode {
     use clap::CommandFactory;
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Client(client::ClientCommand::Completion { shell }) => {
-            Ok(client::completion(shell, &mut Cli::command()))
+        Command::Client(remote::flags::ClientCommand::Completion { shell }) => {
+            Ok(remote::flags::completion(shell, &mut Cli::command()))
         }
-        Command::Client(command) => client::run(cli.client, command),
+        Command::Client(command) => remote::flags::run(cli.client, command),
         Command::Serve(args) => serve::run(args),
         Command::Validate { paths, instance } => offline::validate(&paths, &instance),
         Command::Render {

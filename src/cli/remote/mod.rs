@@ -10,6 +10,7 @@
 //!   age and diff line is decided there and unit-tested without a server.
 //! - [`manifests`] reads and checks manifest files locally before anything is sent.
 //! - [`commands`] carries each subcommand out: fetch, format, print, pick the exit code.
+//! - [`flags`] holds the commands' clap definitions and turns them into those calls.
 //!
 //! # Exit codes
 //!
@@ -27,6 +28,7 @@
 pub mod api;
 pub mod commands;
 pub mod diff;
+pub mod flags;
 pub mod manifests;
 pub mod table;
 pub mod views;
