@@ -6,7 +6,7 @@
 //! swarm and its tests need nothing but values. The boundary is there so that the
 //! reconciler, the API and the offline commands all mean the same thing by a spec.
 //!
-//! - [`record`]: the deployment record and its defaults.
+//! - [`record`]: the deployment record and its defaults; a history entry and its source.
 //! - [`manifest`]: YAML manifests (several documents per file) into specs, every error
 //!   collected.
 //! - [`validate`]: each field against Docker's grammars; [`units`] and [`naming`] hold them.

@@ -5,11 +5,15 @@
 //! reports a status. Decisions are pure functions of values; only [`observe`] and
 //! [`controller`] touch the swarm, which keeps every rule testable over the fake.
 //!
-//! - [`observe`]: the cache of live services and tasks, and the event-following loop.
+//! - [`observe`]: the cache of live services and tasks (a reconcile takes one snapshot of
+//!   it), the relist and the event-following loop.
+//! - [`controller`]: one reconcile per model as a pipeline of stages (read, decide,
+//!   resolve, build, plan, carry out, report) over a small context of boundaries; the
+//!   loops; reader handles for the API. Its `decide` is pure.
 //! - [`plan`]: the pure diff of desired and observed, as actions.
+//! - [`problem`]: why a model is not converged, typed until the status words it.
 //! - [`queue`]: per-model work queue with coalescing and backoff.
-//! - [`controller`]: decides, plans and applies per model; runs the loops.
-//! - [`status`]: each model's phase and message, cached for readers.
+//! - [`status`]: each model's phase and message (a pure derivation), cached for readers.
 
 pub mod controller;
 pub mod observe;

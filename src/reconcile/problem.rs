@@ -1,6 +1,6 @@
 //! Why a model is not (or not fully) converged, as a value.
 //!
-//! Each stage reports what went wrong in its own type: [`decide`](super::controller::decide)
+//! Each stage reports what went wrong in its own type: [`decide`](fn@super::controller::decide)
 //! a [`HoldReason`], the offline pipeline its [`FieldError`]s, the store a
 //! [`StoreError`], the planner a [`NameTaken`], Docker a [`SwarmError`]. A [`Problem`]
 //! carries one of them to the status rules unflattened, which tell a fatal problem (the
@@ -15,7 +15,7 @@ use crate::swarm::SwarmError;
 use std::fmt;
 use std::sync::Arc;
 
-/// Why [`decide`](super::controller::decide) leaves a model's live services as they are.
+/// Why [`decide`](fn@super::controller::decide) leaves a model's live services as they are.
 #[derive(Debug, Clone, PartialEq)]
 pub enum HoldReason {
     /// The manifest is unreadable now; its last good content keeps running.

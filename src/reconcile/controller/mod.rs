@@ -1,10 +1,19 @@
 //! The reconciler: keeps every declared model's services converged, unattended.
 //!
 //! Keys are model names. A key is queued by a manifest change, an API write, a Docker
-//! service event, or the periodic resync; [`Controller::reconcile`] then re-reads the
-//! desired state (manifests, store) and the observed state (the cache), decides
-//! ([`mod@decide`]), plans ([`crate::reconcile::plan`]) and carries the plan out, one model per worker at
-//! a time (see [`crate::reconcile::queue`]). Reconciles are level-triggered and idempotent.
+//! service event, or the periodic resync; [`Controller::reconcile`] then takes one
+//! snapshot of the observed state, re-reads the desired state (manifests, store), decides
+//! ([`mod@decide`]), plans ([`crate::reconcile::plan`]) and carries the plan out, one
+//! model per worker at a time (see [`crate::reconcile::queue`]). Reconciles are
+//! level-triggered and idempotent.
+//!
+//! - `context`: the boundaries a reconcile works through (Docker, store, declarations,
+//!   instance, templates), and nothing else.
+//! - `pass`: one reconcile as stages over one snapshot.
+//! - `memo`: what a reconcile remembers of the last one of the same model (built stacks,
+//!   services found in sync), so that a resync of converged models does no work twice.
+//! - `execute`: one Docker write per action; `run`: the workers, events and resyncs.
+//! - [`Readers`]: the handles the API reads through.
 
 mod context;
 pub mod decide;
@@ -142,8 +151,8 @@ impl Readers {
     }
 }
 
-/// The reconciler: the boundaries it works through ([`context`]), the caches its loops
-/// share with readers, and what it remembers between reconciles of a model ([`memo`]).
+/// The reconciler: the boundaries it works through (`context`), the caches its loops
+/// share with readers, and what it remembers between reconciles of a model (`memo`).
 pub struct Controller {
     cx: Context,
     /// What is live, as last listed.
