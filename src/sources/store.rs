@@ -152,16 +152,23 @@ impl Store {
             dir: shown.clone(),
             source,
         })?;
-        let db = sled::Config::new().path(dir).open().map_err(|source| {
-            if is_locked_by_another(dir) {
-                StoreError::Locked { dir: shown.clone() }
-            } else {
-                StoreError::Open {
-                    dir: shown.clone(),
-                    source,
+        // No background flusher: every write flushes before it returns, and without the
+        // flusher thread (which holds the database) dropping the store releases its lock
+        // at once, so it can be opened again in the same process.
+        let db = sled::Config::new()
+            .path(dir)
+            .flush_every_ms(None)
+            .open()
+            .map_err(|source| {
+                if is_locked_by_another(dir) {
+                    StoreError::Locked { dir: shown.clone() }
+                } else {
+                    StoreError::Open {
+                        dir: shown.clone(),
+                        source,
+                    }
                 }
-            }
-        })?;
+            })?;
         let open_tree = |name: &str| {
             db.open_tree(name).map_err(|source| StoreError::Open {
                 dir: shown.clone(),
