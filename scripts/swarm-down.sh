@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Removes what an interrupted test run left behind in the swarm: stacks whose
 # namespace starts with `mlmodeltest` and services whose name does, then the
-# networks, configs and secrets of those stacks. Leaves the swarm itself, the
-# shared `mlmodel` network and the images alone.
+# networks, configs, secrets and volumes of those stacks (or so named). Leaves
+# the swarm itself, the shared `mlmodel` network and the images alone.
 #
 # Do not run it while tests are running: their stacks match the prefix too.
 #
@@ -31,7 +31,7 @@ docker info >/dev/null 2>&1 || die "the Docker daemon does not answer 'docker in
 leftovers() {
 	local kind="$1" template ids
 	case "$kind" in
-	network) template="{{.Name}} {{index .Labels \"$ns_label\"}}" ;;
+	network | volume) template="{{.Name}} {{index .Labels \"$ns_label\"}}" ;;
 	*) template="{{.Spec.Name}} {{index .Spec.Labels \"$ns_label\"}}" ;;
 	esac
 	ids="$(docker "$kind" ls --quiet)"
@@ -64,7 +64,7 @@ done
 [[ -z "$(running_tasks)" ]] || log "warning: some task containers are still running"
 
 status=0
-for kind in network config secret; do
+for kind in network config secret volume; do
 	names="$(leftovers "$kind")"
 	[[ -n $names ]] || continue
 	mapfile -t objects <<<"$names"

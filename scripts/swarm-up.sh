@@ -5,16 +5,22 @@
 #
 #   1. install Debian's docker.io (engine + containerd) if dockerd is missing
 #   2. start dockerd in the background if the daemon does not answer
-#      (no systemd needed; log in /var/log/mlmodel-dockerd.log)
+#      (no systemd needed; log in /var/log/mlmodel-dockerd.log), advertising
+#      the node generic resource ${MLMODEL_NODE_GENERIC_RESOURCES:-NVIDIA-GPU=GPU-mlmodel-test-0}
+#      (no GPU is needed for Swarm to schedule by it); a dockerd this script
+#      started earlier with other settings is restarted with these
 #   3. `docker swarm init` if this engine is not in a swarm
 #   4. create the shared attachable overlay network ${MLMODEL_NETWORK:-mlmodel}
 #   5. build the test image (scripts/build-test-image.sh)
 #   6. deploy the reverse proxy mlmodel ships (scripts/proxy-up.sh: Traefik v3 on
 #      port 80 in host mode, so each model answers on its domain), unless skipped
+#   7. start a private registry with password auth on 127.0.0.1:5000
+#      (scripts/registry-up.sh), for the private-image tests, unless skipped
 #
 # Options:
 #   --no-proxy          skip step 6 (also MLMODEL_PROXY=0)
 #   --proxy-port PORT   the proxy's host port (also MLMODEL_PROXY_PORT; default 80)
+#   --no-registry       skip step 7 (also MLMODEL_REGISTRY=0)
 #
 # If DOCKER_HOST names a remote daemon (anything but a unix socket), steps 1
 # and 2 are skipped: that daemon must already answer.
@@ -23,8 +29,12 @@
 #   MLMODEL_NETWORK         overlay network to create (default mlmodel)
 #   MLMODEL_DOCKERD_LOG     dockerd log file (default /var/log/mlmodel-dockerd.log)
 #   MLMODEL_DOCKERD_WAIT    seconds to wait for a started dockerd (default 60)
+#   MLMODEL_NODE_GENERIC_RESOURCES  dockerd's --node-generic-resource values,
+#                           space-separated (default NVIDIA-GPU=GPU-mlmodel-test-0;
+#                           empty for none)
 #   MLMODEL_PROXY           0 to skip the proxy (default 1)
 #   MLMODEL_PROXY_PORT      the proxy's host port (default 80)
+#   MLMODEL_REGISTRY        0 to skip the registry (default 1)
 set -euo pipefail
 
 log() { printf 'swarm-up: %s\n' "$*" >&2; }
@@ -35,9 +45,11 @@ die() {
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 proxy="${MLMODEL_PROXY:-1}"
+registry="${MLMODEL_REGISTRY:-1}"
 while (($# > 0)); do
 	case "$1" in
 	--no-proxy) proxy=0 ;;
+	--no-registry) registry=0 ;;
 	--proxy-port)
 		(($# >= 2)) || die "--proxy-port needs a port"
 		export MLMODEL_PROXY_PORT="$2"
@@ -55,6 +67,7 @@ done
 network="${MLMODEL_NETWORK:-mlmodel}"
 dockerd_log="${MLMODEL_DOCKERD_LOG:-/var/log/mlmodel-dockerd.log}"
 dockerd_wait="${MLMODEL_DOCKERD_WAIT:-60}"
+generic_resources="${MLMODEL_NODE_GENERIC_RESOURCES-NVIDIA-GPU=GPU-mlmodel-test-0}"
 
 # Runs a command as root: directly, or through passwordless sudo.
 as_root() {
@@ -105,6 +118,33 @@ if [[ $local_daemon == 1 ]] && ! { find_dockerd >/dev/null && command -v docker 
 fi
 command -v docker >/dev/null 2>&1 || die "the docker client is not installed"
 
+# A dockerd this script started is marked MLMODEL_SWARM_UP=<settings> in its
+# environment (older versions of it set DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1,
+# which stops every pull, private registries' included). If it runs with other
+# settings than these, it is stopped here and started again below; the swarm
+# and its services survive a daemon restart.
+settings="generic-resources=$generic_resources"
+dockerd_environ() {
+	local pid
+	pid="$(pgrep -x dockerd 2>/dev/null | head -n 1)" || return 1
+	[[ -n $pid ]] || return 1
+	as_root cat "/proc/$pid/environ" 2>/dev/null | tr '\0' '\n'
+}
+if [[ $local_daemon == 1 ]] && command -v pgrep >/dev/null 2>&1 && daemon_answers; then
+	environ="$(dockerd_environ || true)"
+	if grep -qx 'DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1' <<<"$environ" ||
+		{ grep -q '^MLMODEL_SWARM_UP=' <<<"$environ" && ! grep -qxF "MLMODEL_SWARM_UP=$settings" <<<"$environ"; }; then
+		log "restarting the dockerd this script started earlier, with the current settings ($settings)"
+		as_root pkill -TERM -x dockerd || true
+		waited=0
+		while pgrep -x dockerd >/dev/null 2>&1; do
+			((waited < 60)) || die "dockerd still runs 60 s after SIGTERM"
+			sleep 1
+			waited=$((waited + 1))
+		done
+	fi
+fi
+
 # --- 2. start the daemon -------------------------------------------------------
 if daemon_answers; then
 	log "Docker daemon answers ($(docker version --format '{{.Server.Version}}' 2>/dev/null || echo '?'))"
@@ -117,6 +157,9 @@ else
 		$DOCKER_HOST != unix:///run/docker.sock ]]; then
 		dockerd_args+=(--host "$DOCKER_HOST")
 	fi
+	for resource in $generic_resources; do
+		dockerd_args+=(--node-generic-resource "$resource")
+	done
 	if command -v pgrep >/dev/null 2>&1 && pgrep -x dockerd >/dev/null 2>&1; then
 		log "a dockerd process exists but does not answer yet; waiting for it"
 	else
@@ -134,12 +177,12 @@ else
 		as_root mkdir -p "$(dirname "$dockerd_log")"
 		# setsid --fork + nohup: the daemon must outlive this script and its
 		# process group (CI runners kill a step's processes when it ends).
-		# DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1 stops the swarm executor from
-		# trying to pull every task's image before using the local copy: no
-		# registry is reachable, and the tests' images only exist locally.
+		# The swarm executor tries to pull each task's image before using the
+		# local copy; with no registry reachable that fails in milliseconds, and
+		# it is what lets a node pull from the private test registry.
 		# shellcheck disable=SC2016 # "$@" and $0 are expanded by that sh
-		as_root setsid --fork nohup sh -c \
-			'PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin" DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1; export PATH DOCKER_SERVICE_PREFER_OFFLINE_IMAGE; exec "$@" >>"$0" 2>&1' \
+		as_root setsid --fork nohup env MLMODEL_SWARM_UP="$settings" sh -c \
+			'PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"; export PATH; exec "$@" >>"$0" 2>&1' \
 			"$dockerd_log" "$dockerd" "${dockerd_args[@]}" </dev/null >/dev/null 2>&1 ||
 			die "could not start dockerd"
 	fi
@@ -205,10 +248,19 @@ fi
 bash "$repo_root/scripts/build-test-image.sh" || die "building the test image failed"
 
 # --- 6. the reverse proxy -------------------------------------------------------
+ready="swarm active, network '$network', test image built"
 if [[ $proxy == 0 ]]; then
 	log "not deploying the proxy (--no-proxy or MLMODEL_PROXY=0)"
-	log "ready: swarm active, network '$network', test image built"
 else
 	MLMODEL_NETWORK="$network" bash "$repo_root/scripts/proxy-up.sh" || die "deploying the proxy failed (skip it with --no-proxy)"
-	log "ready: swarm active, network '$network', test image built, proxy on port ${MLMODEL_PROXY_PORT:-80}"
+	ready+=", proxy on port ${MLMODEL_PROXY_PORT:-80}"
 fi
+
+# --- 7. the private registry ------------------------------------------------------
+if [[ $registry == 0 ]]; then
+	log "not starting the test registry (--no-registry or MLMODEL_REGISTRY=0)"
+else
+	bash "$repo_root/scripts/registry-up.sh" >/dev/null || die "starting the test registry failed (skip it with --no-registry)"
+	ready+=", registry on 127.0.0.1:${MLMODEL_REGISTRY_PORT:-5000}"
+fi
+log "ready: $ready"

@@ -31,6 +31,7 @@ fn benign_spec() -> ModelSpec {
         deploy_monitor_period: "41s".into(),
         template_file: "default.template.yml".into(),
         model_type: Some("default".into()),
+        generic_resources: Default::default(),
         extra_template_attributes: BTreeMap::new(),
     }
 }

@@ -27,7 +27,10 @@ pub(super) fn validate(paths: &[PathBuf], args: &InstanceArgs) -> anyhow::Result
             pipeline.build(spec.clone(), offline_identity(&spec), &source)
         });
         match result {
-            Ok(desired) => valid.push((desired.record.spec.name, &doc.origin)),
+            Ok(desired) => {
+                print_warnings(&doc.origin.to_string(), &desired);
+                valid.push((desired.record.spec.name, &doc.origin));
+            }
             Err(mut field_errors) => {
                 if let Some(draft) = doc.draft.as_deref() {
                     field_errors.extend(pipeline.validate_draft(draft, &field_errors));
@@ -112,6 +115,7 @@ pub(super) fn render(
             },
         )
         .map_err(|errors| describe_errors(&doc.origin.to_string(), &errors))?;
+    print_warnings(&doc.origin.to_string(), &desired);
     match format {
         RenderFormat::Compose => print!("{}", desired.record.rendered_template),
         RenderFormat::Services => {
@@ -124,6 +128,15 @@ pub(super) fn render(
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints, on stderr, what the model's stack has that is accepted but not deployed as
+/// written (as `docker stack deploy` warns about it).
+fn print_warnings(origin: &str, desired: &crate::desired::Desired) {
+    let template = &desired.record.spec.template_file;
+    for warning in &desired.stack.warnings {
+        eprintln!("{origin}: warning: template {template} rendered {warning}");
+    }
 }
 
 /// `value` with every object's keys in sorted order.

@@ -363,6 +363,7 @@ pub fn read_spec(
             .text("deploy_monitor_period", defaults::DEPLOY_MONITOR_PERIOD),
         template_file,
         model_type,
+        generic_resources: fields.counts("generic_resources"),
         extra_template_attributes: fields.attributes("extra_template_attributes"),
     };
     if fields.errors.is_empty() {
@@ -457,6 +458,43 @@ impl Fields {
                 default
             }
         }
+    }
+
+    /// A mapping of names to whole numbers of at least 1 (`generic_resources`).
+    fn counts(&mut self, field: &str) -> BTreeMap<String, u64> {
+        let mut out = BTreeMap::new();
+        match self.map.get(field) {
+            None | Some(Yaml::Null) => {}
+            Some(Yaml::Mapping(mapping)) => {
+                for (key, value) in mapping {
+                    let Some(key) = key.as_str() else {
+                        let message = format!("names must be strings, found {}", yaml_inline(key));
+                        self.errors.push(FieldError::new(field, message));
+                        continue;
+                    };
+                    match value.as_u64().filter(|n| *n >= 1 && *n <= i64::MAX as u64) {
+                        Some(count) => {
+                            out.insert(key.to_string(), count);
+                        }
+                        None => self.errors.push(FieldError::new(
+                            format!("{field}.{key}"),
+                            format!(
+                                "expected a whole number of at least 1, found {}",
+                                yaml_inline(value)
+                            ),
+                        )),
+                    }
+                }
+            }
+            Some(other) => {
+                let message = format!(
+                    "expected a mapping of resource kinds to counts, such as {{NVIDIA-GPU: 1}}, found {}",
+                    kind(other)
+                );
+                self.errors.push(FieldError::new(field, message));
+            }
+        }
+        out
     }
 
     fn attributes(&mut self, field: &str) -> BTreeMap<String, Json> {

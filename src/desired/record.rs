@@ -71,6 +71,13 @@ pub struct ModelSpec {
     /// the field existed read as `None`.
     #[serde(default)]
     pub model_type: Option<String>,
+    /// Node resources each replica reserves, by kind: `{"NVIDIA-GPU": 1}`. Swarm places a
+    /// replica only on a node that advertises that many of the kind (dockerd's
+    /// `node-generic-resources`); the default template turns it into
+    /// `deploy.resources.reservations.generic_resources`. Left out of the record when
+    /// empty, so records and spec hashes from before the field are unchanged.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub generic_resources: BTreeMap<String, u64>,
     /// Extra variables for the template, merged at its top level.
     pub extra_template_attributes: BTreeMap<String, Json>,
 }
@@ -92,6 +99,7 @@ pub const SPEC_FIELDS: &[&str] = &[
     "deploy_monitor_period",
     "template_file",
     "model_type",
+    "generic_resources",
     "extra_template_attributes",
 ];
 
@@ -237,6 +245,7 @@ mod tests {
                 deploy_monitor_period: "30s".into(),
                 template_file: "default.template.yml".into(),
                 model_type: Some("default".into()),
+                generic_resources: Default::default(),
                 extra_template_attributes: BTreeMap::new(),
             },
             deployment_id: new_deployment_id(),
@@ -250,9 +259,25 @@ mod tests {
             .keys()
             .map(String::as_str)
             .collect();
-        for field in SPEC_FIELDS.iter().chain(&SERVER_FIELDS[..3]) {
+        // generic_resources is written only when set, so that records (and the spec
+        // hashes of services) from before the field are unchanged.
+        for field in SPEC_FIELDS
+            .iter()
+            .chain(&SERVER_FIELDS[..3])
+            .filter(|f| **f != "generic_resources")
+        {
             assert!(keys.contains(field), "missing {field} in {keys:?}");
         }
+        assert!(!keys.contains(&"generic_resources"));
+        let mut with_gpu = record.clone();
+        with_gpu
+            .spec
+            .generic_resources
+            .insert("NVIDIA-GPU".into(), 1);
+        assert_eq!(
+            serde_json::to_value(&with_gpu).unwrap()["generic_resources"],
+            serde_json::json!({"NVIDIA-GPU": 1})
+        );
         assert_eq!(
             json["deployment_time"],
             serde_json::json!(1586932393.268678)

@@ -38,6 +38,8 @@ pub struct StackSpec {
     pub services: Vec<ServiceSpec>,
     /// Networks the stack creates (external ones are not listed), sorted by name.
     pub networks: Vec<NetworkSpec>,
+    /// What the compose file has that is accepted but not deployed as written.
+    pub warnings: Vec<crate::desired::compose::ComposeWarning>,
 }
 
 /// A network the stack creates.
@@ -234,6 +236,7 @@ mod tests {
                 driver: "overlay".to_string(),
                 ..Default::default()
             }],
+            warnings: Vec::new(),
         };
         stack.stamp(&owner());
         let service_labels = stack.services[0].labels.as_ref().unwrap();
@@ -254,6 +257,7 @@ mod tests {
             name: "s".to_string(),
             services: vec![service("s_web", &[])],
             networks: vec![],
+            warnings: Vec::new(),
         };
         stack.stamp(&owner());
         let first = stack.services[0].labels.clone();

@@ -124,6 +124,7 @@ pub fn validate_spec(spec: &ModelSpec, rules: &Rules) -> Vec<FieldError> {
         };
         errors.push(FieldError::new(field, message));
     }
+    errors.extend(check_generic_resources(spec));
     errors.extend(check_extra_attributes(spec, rules.reserved_names));
     errors
 }
@@ -161,6 +162,26 @@ fn check_template_file(name: &str, exists: &dyn Fn(&str) -> bool) -> Result<(), 
         ));
     }
     Ok(())
+}
+
+/// Generic resource kinds as Swarm and dockerd's `node-generic-resources` name them.
+fn check_generic_resources(spec: &ModelSpec) -> Vec<FieldError> {
+    spec.generic_resources
+        .keys()
+        .filter(|kind| {
+            kind.is_empty()
+                || kind.len() > 128
+                || !kind
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        })
+        .map(|kind| {
+            FieldError::new(
+                format!("generic_resources.{kind}"),
+                format!("{kind:?} is not a resource kind: expected letters, digits, '-', '_' and '.', as in NVIDIA-GPU"),
+            )
+        })
+        .collect()
 }
 
 /// Extra attributes become template variables: names must be identifiers that shadow nothing.
@@ -211,6 +232,7 @@ pub(crate) mod tests {
             deploy_monitor_period: defaults::DEPLOY_MONITOR_PERIOD.into(),
             template_file: defaults::TEMPLATE_FILE.into(),
             model_type: Some("default".into()),
+            generic_resources: Default::default(),
             extra_template_attributes: BTreeMap::new(),
         }
     }

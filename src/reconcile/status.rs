@@ -4,6 +4,7 @@
 //! observed in the swarm. [`StatusCache`] holds the latest status of every model for the
 //! API; reads never call Docker.
 
+use crate::desired::compose::ComposeWarning;
 use crate::desired::naming;
 use crate::desired::stack::labels;
 use crate::reconcile::problem::Problem;
@@ -107,6 +108,9 @@ pub struct ModelStatus {
     pub services: Vec<ServiceStatus>,
     /// Tasks of the live services.
     pub tasks: Vec<TaskStatus>,
+    /// What the model's stack has that is accepted but not deployed as written
+    /// (`services.mlmodel.build: Ignoring unsupported option ...`).
+    pub warnings: Vec<String>,
     /// When the swarm was last observed for this status (unix seconds).
     pub observed_at: f64,
 }
@@ -125,6 +129,8 @@ pub struct Verdict {
     pub problem: Option<Problem>,
     /// The record being converged to.
     pub applied: Option<Applied>,
+    /// The built stack's warnings.
+    pub warnings: Vec<ComposeWarning>,
 }
 
 /// The record a model is converged to, as its status shows it.
@@ -173,6 +179,7 @@ pub fn derive(
             })
             .collect(),
         tasks: task_statuses(services, tasks, nodes),
+        warnings: verdict.warnings.iter().map(ToString::to_string).collect(),
         observed_at,
     }
 }
@@ -238,7 +245,7 @@ fn phase(
     let task_error = tasks
         .iter()
         .find(|t| !t.error.is_empty())
-        .map(|t| t.error.clone());
+        .map(|t| explained(&t.error));
     if running >= desired && current >= desired && verdict.synced && !updating {
         (Phase::Available, transient())
     } else if let Some(error) = task_error.clone().filter(|_| running < desired) {
@@ -250,6 +257,25 @@ fn phase(
     } else {
         (Phase::Progressing, transient())
     }
+}
+
+/// Swarm's task error, with what to do about it where Swarm's words do not say.
+///
+/// A node that cannot pull an image (a wrong name, or a private registry that refused
+/// it) reports only `No such image: <image>`: the registry's refusal stays in that node's
+/// daemon log.
+fn explained(error: &str) -> String {
+    let Some(image) = error.strip_prefix("No such image: ") else {
+        return error.to_string();
+    };
+    let image = image.trim();
+    let login = match crate::swarm::registry::registry_key(image).as_str() {
+        crate::swarm::registry::DOCKER_HUB => "docker login".to_string(),
+        registry => format!("docker login {registry}"),
+    };
+    format!(
+        "{error}: the node could not pull it; check the image name and tag, and if its registry needs credentials, run `{login}` as the user mlmodel runs as (mlmodel sends them with every deploy) or check that they are still valid"
+    )
 }
 
 /// A paused or rolled-back rollout of any of the services, in words.
@@ -429,6 +455,7 @@ fn same_except_time(a: &ModelStatus, b: &ModelStatus) -> bool {
         image,
         services,
         tasks,
+        warnings,
         observed_at: _,
     } = a;
     *name == b.name
@@ -445,6 +472,7 @@ fn same_except_time(a: &ModelStatus, b: &ModelStatus) -> bool {
         && *image == b.image
         && *services == b.services
         && *tasks == b.tasks
+        && *warnings == b.warnings
 }
 
 #[cfg(test)]

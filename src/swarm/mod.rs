@@ -13,6 +13,7 @@ pub mod counting;
 pub mod docker;
 #[cfg(any(test, feature = "fake"))]
 pub mod fake;
+pub mod registry;
 pub mod states;
 
 use async_trait::async_trait;

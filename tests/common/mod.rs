@@ -200,12 +200,32 @@ pub fn remove_stack(stack: &str) {
             Vec::new()
         };
         if services.is_empty() && networks.is_empty() {
+            remove_stack_volumes(stack);
             return;
         }
         if Instant::now() > deadline {
             panic!(
                 "stack {stack} still has services {services:?} and networks {networks:?} after 60s"
             );
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Removes the volumes the engine created for `stack`'s mounts (labelled with its
+/// namespace), waiting up to 30 s for the containers that used them to go. Best effort:
+/// a volume that stays is removed by scripts/swarm-down.sh.
+fn remove_stack_volumes(stack: &str) {
+    let filter = format!("label={STACK_NAMESPACE}={stack}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let volumes = docker_lines(&["volume", "ls", "-q", "--filter", &filter]);
+        let left: Vec<&String> = volumes
+            .iter()
+            .filter(|v| !docker_cli(&["volume", "rm", v.as_str()]).status.success())
+            .collect();
+        if left.is_empty() || Instant::now() > deadline {
+            return;
         }
         std::thread::sleep(Duration::from_millis(500));
     }

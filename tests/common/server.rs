@@ -26,6 +26,7 @@ pub struct Server {
     child: Option<Child>,
     log: PathBuf,
     extra_args: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 impl Server {
@@ -36,6 +37,11 @@ impl Server {
 
     /// Starts a server with extra `mlmodel serve` arguments.
     pub fn start_with(instance: &str, extra_args: &[&str]) -> Server {
+        Self::start_with_env(instance, extra_args, &[])
+    }
+
+    /// Starts a server with extra arguments and environment variables.
+    pub fn start_with_env(instance: &str, extra_args: &[&str], env: &[(&str, &str)]) -> Server {
         let manifests = tempfile::tempdir().expect("temp dir");
         let data = tempfile::tempdir().expect("temp dir");
         let port = free_port();
@@ -50,6 +56,10 @@ impl Server {
             child: None,
             log,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         server.spawn();
         server
@@ -77,6 +87,7 @@ impl Server {
             .env_remove("MLMODEL_TOKEN")
             .env_remove("MLMODEL_TEMPLATES")
             .env("RUST_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
             .stderr(log);
         let child = command.spawn().expect("mlmodel serve starts");

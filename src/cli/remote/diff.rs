@@ -154,6 +154,7 @@ mod tests {
             image: "team/model:2".into(),
             build_id: "b2".into(),
             run_id: "r1".into(),
+            generic_resources: Default::default(),
             extra_template_attributes: BTreeMap::from([("team".into(), json!("search"))]),
             ..crate::desired::validate::tests::good_spec()
         }

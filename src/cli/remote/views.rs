@@ -103,6 +103,12 @@ pub fn describe(status: Option<&Status>, records: &[Record], now: f64, tz: &Time
         summary.push(("Phase", "no status: the model is not declared".to_string()));
     }
     push_fields(&mut out, "", &summary);
+    if let Some(status) = status.filter(|s| !s.warnings.is_empty()) {
+        out.push_str("\nWarnings:\n");
+        for warning in &status.warnings {
+            out.push_str(&format!("  {warning}\n"));
+        }
+    }
     if let Some(record) = records.first() {
         out.push_str("\nDeployment:\n");
         push_fields(&mut out, "  ", &record_fields(record, now, tz));

@@ -55,6 +55,9 @@ pub struct Status {
     /// When the swarm was last observed, unix seconds.
     #[serde(default, deserialize_with = "unix_time")]
     pub observed_at: Option<f64>,
+    /// What the stack has that is accepted but not deployed as written.
+    #[serde(default, deserialize_with = "or_default")]
+    pub warnings: Vec<String>,
     /// Fields this client does not know, kept for `-o json`.
     #[serde(flatten)]
     pub other: Map<String, Json>,

@@ -18,6 +18,11 @@ pub enum DeployMode {
     Replicated,
     /// One task on every node.
     Global,
+    /// A job: `replicas` tasks run to completion, `replicas` at a time (as Docker 23's
+    /// CLI converts it; the 20.10 CLI refuses the mode, the engine's API 1.41 has it).
+    ReplicatedJob,
+    /// A job: one task on every node, run to completion.
+    GlobalJob,
 }
 
 /// How other services reach this one.
@@ -108,6 +113,37 @@ pub struct Reservations {
     pub nano_cpus: Option<i64>,
     /// Memory reserved, in bytes.
     pub memory_bytes: Option<i64>,
+    /// Node resources reserved by kind (`NVIDIA-GPU: 1`), in file order; an entry
+    /// without a `discrete_resource_spec` is `None`, as Docker sends an empty one.
+    pub generic_resources: Vec<Option<(String, i64)>>,
+}
+
+/// Reads `generic_resources`: a list of `{discrete_resource_spec: {kind, value}}`.
+fn read_generic_resources(r: &mut Reader, path: &str, value: &Value) -> Vec<Option<(String, i64)>> {
+    let mut resources = Vec::new();
+    for (i, entry) in r.list(path, value).unwrap_or_default().iter().enumerate() {
+        let ip = item(path, i);
+        let mut discrete = None;
+        for (key, v) in r.mapping(&ip, entry).unwrap_or_default() {
+            let kp = child(&ip, &key);
+            if key != "discrete_resource_spec" {
+                r.error(&kp, "not supported");
+                continue;
+            }
+            let (mut kind, mut count) = (None, None);
+            for (field, fv) in r.mapping(&kp, v).unwrap_or_default() {
+                let fp = child(&kp, &field);
+                match field.as_str() {
+                    "kind" => kind = r.string(&fp, fv),
+                    "value" => count = r.u64(&fp, fv).map(|n| n as i64),
+                    _ => r.error(&fp, "not supported"),
+                }
+            }
+            discrete = Some((kind.unwrap_or_default(), count.unwrap_or_default()));
+        }
+        resources.push(discrete);
+    }
+    resources
 }
 
 /// `deploy.resources`: each block is `Some` when present, even if empty.
@@ -168,7 +204,14 @@ pub fn read_deploy(r: &mut Reader, version: Version, path: &str, value: &Value) 
                     match mode.as_str() {
                         "replicated" => deploy.mode = DeployMode::Replicated,
                         "global" => deploy.mode = DeployMode::Global,
-                        _ => r.error(&p, format!("expected replicated or global, found {mode:?}")),
+                        "replicated-job" => deploy.mode = DeployMode::ReplicatedJob,
+                        "global-job" => deploy.mode = DeployMode::GlobalJob,
+                        _ => r.error(
+                            &p,
+                            format!(
+                                "expected replicated, global, replicated-job or global-job, found {mode:?}"
+                            ),
+                        ),
                     }
                 }
             }
@@ -197,8 +240,11 @@ pub fn read_deploy(r: &mut Reader, version: Version, path: &str, value: &Value) 
             _ => r.error(&p, "not supported"),
         }
     }
-    if let (DeployMode::Global, Some(p)) = (deploy.mode, replicas_path) {
-        r.error(&p, "replicas can only be used with mode replicated");
+    if let (DeployMode::Global | DeployMode::GlobalJob, Some(p)) = (deploy.mode, replicas_path) {
+        r.error(
+            &p,
+            "replicas can only be used with replicated or replicated-job mode",
+        );
     }
     deploy
 }
@@ -360,6 +406,11 @@ fn read_resources(r: &mut Reader, version: Version, path: &str, value: &Value) -
                     match key.as_str() {
                         "cpus" => reservations.nano_cpus = read_cpus(r, &rp, v),
                         "memory" => reservations.memory_bytes = read_memory(r, &rp, v),
+                        "generic_resources" => {
+                            if requires(r, version, &rp, 5) {
+                                reservations.generic_resources = read_generic_resources(r, &rp, v);
+                            }
+                        }
                         _ => r.error(&rp, "not supported"),
                     }
                 }

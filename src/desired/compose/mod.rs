@@ -13,17 +13,22 @@
 //! means the same to mlmodel and to the CLI. Like Docker, only values are interpolated,
 //! never mapping keys.
 
+mod container;
 mod deploy;
+mod ignored;
 mod ports;
 mod reader;
 pub mod shlex;
+mod volumes;
 
+pub use container::{CredentialSpec, Logging, Restart, Ulimit};
 pub use deploy::{
     Deploy, DeployMode, EndpointMode, FailureAction, Limits, Placement, Reservations, Resources,
     RestartCondition, RestartPolicy, UpdateConfig, UpdateOrder,
 };
 pub use ports::{Port, Protocol, PublishMode};
 pub use reader::go_float_text;
+pub use volumes::{MountKind, ServiceVolume, Volume};
 
 use reader::{Reader, child, item};
 use serde_yaml::Value;
@@ -40,6 +45,17 @@ pub struct ComposeError {
     pub message: String,
 }
 
+/// Something in a compose file that is accepted but not deployed as written, as
+/// `docker stack deploy` warns about it: an option it ignores, a host address it drops.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct ComposeWarning {
+    /// Dotted path of the value, as for [`ComposeError`].
+    pub path: String,
+    /// What happens to it instead.
+    pub message: String,
+}
+
 /// Path used for errors about the document as a whole.
 pub const DOCUMENT: &str = "compose file";
 
@@ -52,6 +68,10 @@ pub struct ComposeFile {
     pub services: BTreeMap<String, Service>,
     /// Top-level networks by key.
     pub networks: BTreeMap<String, Network>,
+    /// Top-level named volumes by key.
+    pub volumes: BTreeMap<String, Volume>,
+    /// What is accepted but not deployed as written, in document order.
+    pub warnings: Vec<ComposeWarning>,
 }
 
 /// One service of the stack.
@@ -83,6 +103,40 @@ pub struct Service {
     pub networks: BTreeMap<String, ServiceNetwork>,
     /// The `deploy` section.
     pub deploy: Deploy,
+    /// Mounts, in file order.
+    pub volumes: Vec<ServiceVolume>,
+    /// The container's host name.
+    pub hostname: Option<String>,
+    /// `extra_hosts` as `host:ip` entries, in order (a mapping's sorted).
+    pub extra_hosts: Vec<String>,
+    /// DNS servers.
+    pub dns: Option<Vec<String>>,
+    /// DNS search domains.
+    pub dns_search: Option<Vec<String>>,
+    /// Namespaced kernel parameters.
+    pub sysctls: BTreeMap<String, String>,
+    /// Capabilities added, as written.
+    pub cap_add: Vec<String>,
+    /// Capabilities dropped, as written.
+    pub cap_drop: Vec<String>,
+    /// Resource limits by name.
+    pub ulimits: BTreeMap<String, Ulimit>,
+    /// Run an init process as PID 1.
+    pub init: Option<bool>,
+    /// Mount the root filesystem read-only.
+    pub read_only: bool,
+    /// Allocate a terminal.
+    pub tty: bool,
+    /// Keep stdin open.
+    pub stdin_open: bool,
+    /// Isolation technology (Windows).
+    pub isolation: Option<String>,
+    /// Log driver and options.
+    pub logging: Option<Logging>,
+    /// Credential spec (Windows).
+    pub credential_spec: Option<CredentialSpec>,
+    /// The legacy `restart`, used when `deploy.restart_policy` is absent.
+    pub restart: Option<Restart>,
 }
 
 /// A service's health check.
@@ -217,6 +271,7 @@ fn read_file(r: &mut Reader, document: &Value) -> ComposeFile {
                 file.services = read_services(r, version, value);
             }
             "networks" => file.networks = read_networks(r, version, value),
+            "volumes" => file.volumes = volumes::read_volumes(r, version, value),
             _ if key.starts_with("x-") => {
                 requires(r, version, key, 4);
             }
@@ -226,6 +281,7 @@ fn read_file(r: &mut Reader, document: &Value) -> ComposeFile {
     if !saw_services {
         r.error("services", "required: the stack's services");
     }
+    file.warnings = r.take_warnings();
     file
 }
 
@@ -297,10 +353,42 @@ fn read_service(r: &mut Reader, version: Version, path: &str, value: &Value) -> 
             "ports" => service.ports = ports::read_ports(r, version, &p, v),
             "networks" => service.networks = read_service_networks(r, &p, v),
             "deploy" => service.deploy = deploy::read_deploy(r, version, &p, v),
+            "volumes" => service.volumes = volumes::read_service_volumes(r, version, &p, v),
+            "hostname" => service.hostname = r.string(&p, v),
+            "extra_hosts" => service.extra_hosts = container::read_extra_hosts(r, &p, v),
+            "dns" => service.dns = container::read_string_or_list(r, &p, v),
+            "dns_search" => service.dns_search = container::read_string_or_list(r, &p, v),
+            "sysctls" => service.sysctls = container::read_sysctls(r, &p, v),
+            "cap_add" => service.cap_add = r.string_list(&p, v).unwrap_or_default(),
+            "cap_drop" => service.cap_drop = r.string_list(&p, v).unwrap_or_default(),
+            "ulimits" => service.ulimits = container::read_ulimits(r, &p, v),
+            "init" => {
+                if requires(r, version, &p, 7) {
+                    service.init = r.bool(&p, v);
+                }
+            }
+            "read_only" => service.read_only = r.bool(&p, v).unwrap_or(false),
+            "tty" => service.tty = r.bool(&p, v).unwrap_or(false),
+            "stdin_open" => service.stdin_open = r.bool(&p, v).unwrap_or(false),
+            "isolation" => service.isolation = container::read_isolation(r, &p, v),
+            "logging" => service.logging = container::read_logging(r, &p, v),
+            "credential_spec" => {
+                if requires(r, version, &p, 3) {
+                    service.credential_spec = container::read_credential_spec(r, &p, v);
+                }
+            }
+            "restart" => {
+                service.restart = container::read_restart(r, &p, v);
+                r.warn(&p, ignored::RESTART_WARNING);
+            }
             _ if key.starts_with("x-") => {
                 requires(r, version, &p, 7);
             }
-            _ => r.error(&p, "not supported"),
+            _ => match ignored::service_key(&key) {
+                Some(ignored::Handling::Ignored(message)) => r.warn(&p, message),
+                Some(ignored::Handling::Forbidden(message)) => r.error(&p, message),
+                None => r.error(&p, "not supported"),
+            },
         }
     }
     if !saw_image {
@@ -486,6 +574,10 @@ fn read_service_networks(
                     let fp = child(&p, &field);
                     match field.as_str() {
                         "aliases" => network.aliases = r.string_list(&fp, fv).unwrap_or_default(),
+                        "ipv4_address" | "ipv6_address" => r.warn(
+                            &fp,
+                            "ignored, as docker stack deploy ignores it: a swarm allocates task addresses itself",
+                        ),
                         _ => r.error(&fp, "not supported"),
                     }
                 }

@@ -67,8 +67,13 @@ pub fn read_ports(r: &mut Reader, version: Version, path: &str, value: &Value) -
                 let Some(spec) = r.string(&entry_path, entry) else {
                     continue;
                 };
-                match parse_short(&spec) {
-                    Ok(expanded) => ports.extend(expanded),
+                let parsed =
+                    split_host_ip(&spec).and_then(|(ip, rest)| Ok((ip, parse_short(rest)?)));
+                match parsed {
+                    Ok((ip, expanded)) => {
+                        warn_host_ip(r, &entry_path, ip.as_deref(), &expanded);
+                        ports.extend(expanded);
+                    }
                     Err(message) => r.error(&entry_path, message),
                 }
             }
@@ -171,6 +176,55 @@ fn parse_range(text: &str) -> Option<(u32, u32)> {
     }
 }
 
+/// Splits a host address off a short-syntax port (`127.0.0.1:8080:80`, `[::1]:8080:80`).
+pub fn split_host_ip(spec: &str) -> Result<(Option<String>, &str), String> {
+    if let Some(bracketed) = spec.strip_prefix('[') {
+        let Some((ip, rest)) = bracketed.split_once("]:") else {
+            return Err(format!("Invalid ip address: {spec}"));
+        };
+        return match ip.parse::<std::net::Ipv6Addr>() {
+            Ok(_) => Ok((Some(ip.to_string()), rest)),
+            Err(_) => Err(format!("Invalid ip address: {ip}")),
+        };
+    }
+    if spec.matches(':').count() < 2 {
+        return Ok((None, spec));
+    }
+    let (ip, rest) = spec.split_once(':').unwrap_or((spec, ""));
+    match ip.parse::<std::net::Ipv4Addr>() {
+        Ok(_) => Ok((Some(ip.to_string()), rest)),
+        Err(_) => Err(format!(
+            "Invalid ip address: {ip} (an IPv6 address goes in brackets: [::1]:8080:80)"
+        )),
+    }
+}
+
+/// Swarm publishes on every address: a host address is dropped, with Docker's warning.
+fn warn_host_ip(r: &mut Reader, path: &str, ip: Option<&str>, ports: &[Port]) {
+    let Some(ip) = ip.filter(|ip| !ip.is_empty() && *ip != "0.0.0.0") else {
+        return;
+    };
+    for port in ports {
+        let proto = match port.protocol {
+            Some(Protocol::Udp) => "udp",
+            Some(Protocol::Sctp) => "sctp",
+            _ => "tcp",
+        };
+        let published = if port.published == 0 {
+            String::new()
+        } else {
+            port.published.to_string()
+        };
+        r.warn(
+            path,
+            format!(
+                "ignoring IP-address ({ip}:{published}:{}/{proto}) service will listen on '0.0.0.0'",
+                port.target
+            ),
+        );
+    }
+}
+
 /// Expands one short-syntax port spec (`[host[-end]:]container[-end][/proto]`).
 pub fn parse_short(spec: &str) -> Result<Vec<Port>, String> {
     let parts: Vec<&str> = spec.split(':').collect();
@@ -179,7 +233,7 @@ pub fn parse_short(spec: &str) -> Result<Vec<Port>, String> {
         [host, container] => (*host, *container),
         _ => {
             return Err(format!(
-                "{spec:?} names a host address: swarm publishes on every address, so write [published:]target[/protocol]"
+                "{spec:?} has too many parts: expected [ip:][published:]target[/protocol]"
             ));
         }
     };
@@ -296,6 +350,21 @@ mod tests {
     }
 
     #[test]
+    fn a_host_address_is_split_off_and_checked() {
+        assert_eq!(
+            split_host_ip("127.0.0.1:8080:80"),
+            Ok((Some("127.0.0.1".to_string()), "8080:80"))
+        );
+        assert_eq!(
+            split_host_ip("[::1]:8080:80/udp"),
+            Ok((Some("::1".to_string()), "8080:80/udp"))
+        );
+        assert_eq!(split_host_ip("8080:80"), Ok((None, "8080:80")));
+        assert!(split_host_ip("999.1.1.1:80:80").is_err());
+        assert!(split_host_ip("::1:80:80").is_err());
+    }
+
+    #[test]
     fn malformed_short_ports_are_refused() {
         for spec in [
             "",
@@ -305,7 +374,6 @@ mod tests {
             "70000",
             "9-8",
             "1-2:3-5",
-            "127.0.0.1:80:80",
             "-80",
             "8000-8001-8002",
         ] {

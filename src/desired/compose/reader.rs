@@ -5,7 +5,7 @@
 //! `docker stack deploy` interpolates them, minus the environment: `$$` becomes `$`, and
 //! any other `$` is an error (see [`Reader::string`]).
 
-use super::ComposeError;
+use super::{ComposeError, ComposeWarning};
 use serde_yaml::{Mapping, Value};
 
 /// Error message for a `$` that is not part of `$$`.
@@ -16,6 +16,7 @@ pub const SUBSTITUTION_UNSUPPORTED: &str =
 #[derive(Debug, Default)]
 pub struct Reader {
     errors: Vec<ComposeError>,
+    warnings: Vec<ComposeWarning>,
 }
 
 /// Joins a parent path and a mapping key: `services` + `web` = `services.web`.
@@ -59,9 +60,22 @@ impl Reader {
         self.error(path, format!("expected {what}, found {}", describe(found)));
     }
 
+    /// Records a warning at `path`: the value is accepted, but not as written.
+    pub fn warn(&mut self, path: &str, message: impl Into<String>) {
+        self.warnings.push(ComposeWarning {
+            path: path.to_string(),
+            message: message.into(),
+        });
+    }
+
     /// The errors collected so far, in the order they were found.
     pub fn into_errors(self) -> Vec<ComposeError> {
         self.errors
+    }
+
+    /// The warnings collected so far, in the order they were found.
+    pub fn take_warnings(&mut self) -> Vec<ComposeWarning> {
+        std::mem::take(&mut self.warnings)
     }
 
     /// Whether any error was recorded.

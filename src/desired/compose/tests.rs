@@ -34,19 +34,113 @@ fn a_minimal_file_parses() {
 #[test]
 fn unsupported_keys_are_reported_with_their_path() {
     let found = errors(
-        "version: \"3.9\"\nvolumes: {}\nservices:\n  mlmodel:\n    image: nginx\n    build: .\n    deploy:\n      resources:\n        reservations:\n          generic_resources: []\n      bogus: 1\n    ports:\n      - target: 80\n        name: web\n    networks:\n      backend:\n        ipv4_address: 10.0.0.2\nnetworks:\n  backend:\n    internal: true\n",
+        "version: \"3.9\"\nsecrets: {}\nservices:\n  mlmodel:\n    image: nginx\n    pull_policy: always\n    deploy:\n      resources:\n        reservations:\n          devices: []\n      bogus: 1\n    ports:\n      - target: 80\n        name: web\n    networks:\n      backend:\n        priority: 2\nnetworks:\n  backend:\n    internal: true\n",
     );
     assert_eq!(
         found,
         [
-            "volumes: not supported",
-            "services.mlmodel.build: not supported",
-            "services.mlmodel.deploy.resources.reservations.generic_resources: not supported",
+            "secrets: not supported",
+            "services.mlmodel.pull_policy: not supported",
+            "services.mlmodel.deploy.resources.reservations.devices: not supported",
             "services.mlmodel.deploy.bogus: not supported",
             "services.mlmodel.ports[0].name: not supported",
-            "services.mlmodel.networks.backend.ipv4_address: not supported",
+            "services.mlmodel.networks.backend.priority: not supported",
             "networks.backend.internal: not supported",
         ]
+    );
+}
+
+#[test]
+fn keys_docker_ignores_are_accepted_with_its_warning() {
+    let file = parse(
+        "services:\n  web:\n    image: nginx\n    build: .\n    container_name: web\n    depends_on: [db]\n    restart: on-failure:3\n    ports:\n      - \"127.0.0.1:8080:80\"\n    networks:\n      default:\n        ipv4_address: 10.0.0.2\n",
+    );
+    let warnings: Vec<String> = file.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(warnings.len(), 6, "{warnings:#?}");
+    assert!(warnings[0].starts_with("services.web.build: Ignoring unsupported option"));
+    assert_eq!(
+        warnings[1],
+        "services.web.container_name: Ignoring deprecated option: Setting the container name is not supported."
+    );
+    assert!(warnings[2].starts_with("services.web.depends_on: ignored"));
+    assert!(warnings[3].starts_with("services.web.restart: Ignoring unsupported option, except"));
+    assert_eq!(
+        warnings[4],
+        "services.web.ports[0]: ignoring IP-address (127.0.0.1:8080:80/tcp) service will listen on '0.0.0.0'"
+    );
+    assert!(warnings[5].starts_with("services.web.networks.default.ipv4_address: ignored"));
+    let web = &file.services["web"];
+    assert_eq!(web.restart, Some(Restart::OnFailure(3)));
+    assert_eq!(web.ports[0].published, 8080);
+}
+
+#[test]
+fn keys_docker_forbids_are_refused_with_its_hint() {
+    let found = web_errors("    mem_limit: 1g\n    extends: base\n");
+    assert_eq!(
+        found,
+        [
+            "services.web.mem_limit: Set resource limits using deploy.resources",
+            "services.web.extends: Support for `extends` is not implemented yet.",
+        ]
+    );
+}
+
+#[test]
+fn container_keys_and_volumes_are_read() {
+    let file = parse(
+        "services:\n  web:\n    image: nginx\n    hostname: h\n    extra_hosts: {b: 10.0.0.2, a: 10.0.0.1}\n    dns: 10.0.0.53\n    dns_search: [x.internal]\n    sysctls: {net.core.somaxconn: 1024}\n    cap_add: [net_admin]\n    ulimits:\n      nproc: 100\n      nofile: {soft: 10, hard: 20}\n    init: true\n    read_only: true\n    logging:\n      driver: json-file\n      options: {max-file: 3}\n    volumes:\n      - data:/data:ro\n      - type: tmpfs\n        target: /run\n        tmpfs: {size: 1024}\nvolumes:\n  data:\n    driver: local\n    labels: [team=ml]\n",
+    );
+    let web = &file.services["web"];
+    assert_eq!(web.hostname.as_deref(), Some("h"));
+    assert_eq!(web.extra_hosts, ["a:10.0.0.1", "b:10.0.0.2"]);
+    assert_eq!(web.dns.as_deref(), Some(&["10.0.0.53".to_string()][..]));
+    assert_eq!(web.sysctls["net.core.somaxconn"], "1024");
+    assert_eq!(web.ulimits["nofile"], Ulimit { soft: 10, hard: 20 });
+    assert_eq!(
+        web.ulimits["nproc"],
+        Ulimit {
+            soft: 100,
+            hard: 100
+        }
+    );
+    assert_eq!(web.init, Some(true));
+    assert!(web.read_only && !web.tty);
+    assert_eq!(web.logging.as_ref().unwrap().options["max-file"], "3");
+    assert_eq!(web.volumes.len(), 2);
+    assert_eq!(web.volumes[0].kind, MountKind::Volume);
+    assert!(web.volumes[0].read_only);
+    assert_eq!(web.volumes[1].tmpfs, Some(Some(1024)));
+    assert_eq!(file.volumes["data"].labels["team"], "ml");
+    assert!(file.warnings.is_empty(), "{:?}", file.warnings);
+}
+
+#[test]
+fn volume_mistakes_are_refused_with_dockers_words() {
+    let found = errors(
+        "services:\n  web:\n    image: nginx\n    volumes:\n      - ./data:/data\n      - data:/x:rshared\n      - type: tmpfs\n        source: x\n        target: /t\n      - type: disk\n        target: /d\n      - \"ab::b\"\nvolumes:\n  data:\n    external: true\n    driver: local\n",
+    );
+    assert_eq!(found.len(), 6, "{found:#?}");
+    assert!(found[0].contains("is not an absolute path"), "{}", found[0]);
+    assert_eq!(
+        found[1],
+        "services.web.volumes[1]: bind options are incompatible with type volume"
+    );
+    assert_eq!(
+        found[2],
+        "services.web.volumes[2]: invalid tmpfs source, source must be empty"
+    );
+    assert_eq!(
+        found[3],
+        "services.web.volumes[3].type: volume type must be volume, bind, tmpfs or npipe"
+    );
+    assert_eq!(
+        found[4],
+        "services.web.volumes[4]: invalid spec: ab::b: empty section between colons"
+    );
+    assert_eq!(
+        found[5],
+        "volumes.data.external: conflicting parameters \"external\" and \"driver\" specified for volume \"data\""
     );
 }
 
@@ -353,7 +447,11 @@ fn port_mistakes_are_refused() {
         "    ports:\n      - \"80:80:80\"\n      - target: 70000\n      - published: 80\n      - target: 80\n        protocol: TCP\n        mode: bridge\n      - 1.5\n      - true\n",
     );
     assert_eq!(found.len(), 7, "{found:#?}");
-    assert!(found[0].starts_with("services.web.ports[0]: \"80:80:80\" names a host address"));
+    assert!(
+        found[0].starts_with("services.web.ports[0]: Invalid ip address: 80"),
+        "{}",
+        found[0]
+    );
     assert_eq!(
         found[1],
         "services.web.ports[1].target: expected at most 65535, found 70000"
@@ -458,6 +556,7 @@ fn deploy_reads_every_supported_field() {
             reservations: Some(Reservations {
                 nano_cpus: Some(250_000_000),
                 memory_bytes: Some(1 << 30),
+                generic_resources: Vec::new(),
             }),
         }
     );
@@ -519,7 +618,7 @@ fn deploy_mistakes_are_refused() {
             "services.web.deploy.restart_policy.condition: expected none, on-failure or any, found \"always\"",
             "services.web.deploy.placement.constraints[0]: expected a constraint such as node.role==manager, found \"gpu\"",
             "services.web.deploy.placement.preferences[0].spread: required: a label such as node.labels.zone",
-            "services.web.deploy.replicas: replicas can only be used with mode replicated",
+            "services.web.deploy.replicas: replicas can only be used with replicated or replicated-job mode",
         ]
     );
 }

@@ -10,6 +10,7 @@
 //! external networks by their name (or key). A service without networks joins the
 //! stack's `default` network, which is then created like any stack network.
 
+mod container;
 mod networks;
 mod service;
 
@@ -34,7 +35,14 @@ pub fn convert_stack(
     let plan = networks::plan(stack_name, compose, &mut errors);
     let mut services = Vec::with_capacity(compose.services.len());
     for (key, service) in &compose.services {
-        if let Some(spec) = service::convert(stack_name, key, service, &plan, &mut errors) {
+        if let Some(spec) = service::convert(
+            stack_name,
+            key,
+            service,
+            &plan,
+            &compose.volumes,
+            &mut errors,
+        ) {
             services.push(spec);
         }
     }
@@ -46,6 +54,7 @@ pub fn convert_stack(
         name: stack_name.to_string(),
         services,
         networks: plan.to_create,
+        warnings: compose.warnings.clone(),
     })
 }
 

@@ -1,22 +1,25 @@
 //! One compose service to one Swarm `ServiceSpec`, as `docker stack deploy` builds it.
 
+use super::container;
 use super::networks::{NetworkPlan, is_user_defined};
 use super::scope;
 use crate::desired::compose::{
     ComposeError, Deploy, DeployMode, EndpointMode, FailureAction, Healthcheck, Placement, Port,
-    Protocol, PublishMode, Resources, RestartCondition, RestartPolicy, Service, UpdateConfig,
-    UpdateOrder,
+    Protocol, PublishMode, Resources, Restart, RestartCondition, RestartPolicy, Service,
+    UpdateConfig, UpdateOrder, Volume,
 };
 use crate::desired::stack::labels;
 use bollard::models::{
     EndpointPortConfig, EndpointPortConfigProtocolEnum, EndpointPortConfigPublishModeEnum,
-    EndpointSpec, EndpointSpecModeEnum, HealthConfig, Limit, NetworkAttachmentConfig,
+    EndpointSpec, EndpointSpecModeEnum, GenericResourcesInner,
+    GenericResourcesInnerDiscreteResourceSpec, HealthConfig, Limit, NetworkAttachmentConfig,
     ResourceObject, ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated,
-    ServiceSpecRollbackConfig, ServiceSpecRollbackConfigFailureActionEnum,
-    ServiceSpecRollbackConfigOrderEnum, ServiceSpecUpdateConfig,
-    ServiceSpecUpdateConfigFailureActionEnum, ServiceSpecUpdateConfigOrderEnum, TaskSpec,
-    TaskSpecContainerSpec, TaskSpecContainerSpecPrivileges, TaskSpecPlacement,
-    TaskSpecPlacementPreferences, TaskSpecPlacementSpread, TaskSpecResources,
+    ServiceSpecModeReplicatedJob, ServiceSpecRollbackConfig,
+    ServiceSpecRollbackConfigFailureActionEnum, ServiceSpecRollbackConfigOrderEnum,
+    ServiceSpecUpdateConfig, ServiceSpecUpdateConfigFailureActionEnum,
+    ServiceSpecUpdateConfigOrderEnum, TaskSpec, TaskSpecContainerSpec,
+    TaskSpecContainerSpecPrivileges, TaskSpecContainerSpecPrivilegesCredentialSpec,
+    TaskSpecPlacement, TaskSpecPlacementPreferences, TaskSpecPlacementSpread, TaskSpecResources,
     TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum,
 };
 use std::collections::{BTreeMap, HashMap};
@@ -27,6 +30,7 @@ pub fn convert(
     key: &str,
     service: &Service,
     networks: &NetworkPlan,
+    volumes: &BTreeMap<String, Volume>,
     errors: &mut Vec<ComposeError>,
 ) -> Option<ServiceSpec> {
     let path = format!("services.{key}");
@@ -51,6 +55,7 @@ pub fn convert(
         });
     }
     let attachments = attachments(key, service, networks);
+    let mounts = container::mounts(stack_name, key, service, volumes, errors);
     if errors.len() > before {
         return None;
     }
@@ -62,9 +67,16 @@ pub fn convert(
         name: Some(scope(stack_name, key)),
         labels: Some(service_labels),
         task_template: Some(TaskSpec {
-            container_spec: Some(container_spec(stack_name, service)),
+            container_spec: Some(TaskSpecContainerSpec {
+                mounts,
+                ..container_spec(stack_name, service)
+            }),
             resources: Some(resources(&deploy.resources)),
-            restart_policy: deploy.restart_policy.as_ref().map(restart_policy),
+            restart_policy: match &deploy.restart_policy {
+                Some(policy) => Some(restart_policy(policy)),
+                None => service.restart.and_then(legacy_restart),
+            },
+            log_driver: container::log_driver(service.logging.as_ref()),
             placement: Some(placement(&deploy.placement)),
             networks: Some(attachments),
             ..Default::default()
@@ -80,7 +92,21 @@ pub fn convert(
 fn container_spec(stack_name: &str, service: &Service) -> TaskSpecContainerSpec {
     let mut container_labels = to_hash_map(&service.labels);
     container_labels.insert(labels::STACK_NAMESPACE.to_string(), stack_name.to_string());
+    let (capability_add, capability_drop) =
+        container::capabilities(&service.cap_add, &service.cap_drop);
     TaskSpecContainerSpec {
+        hostname: service.hostname.clone().filter(|h| !h.is_empty()),
+        hosts: container::hosts(&service.extra_hosts),
+        dns_config: container::dns_config(service),
+        sysctls: container::sysctls(&service.sysctls),
+        capability_add,
+        capability_drop,
+        ulimits: container::ulimits(&service.ulimits),
+        init: service.init,
+        read_only: service.read_only.then_some(true),
+        tty: service.tty.then_some(true),
+        open_stdin: service.stdin_open.then_some(true),
+        isolation: container::isolation(service.isolation.as_deref()),
         image: Some(service.image.clone()),
         labels: Some(container_labels),
         command: non_empty(service.entrypoint.clone().unwrap_or_default()),
@@ -88,8 +114,17 @@ fn container_spec(stack_name: &str, service: &Service) -> TaskSpecContainerSpec 
         env: non_empty(environment(&service.environment)),
         dir: service.working_dir.clone().filter(|d| !d.is_empty()),
         user: service.user.clone().filter(|u| !u.is_empty()),
-        // The CLI always sends a privileges object, empty for the supported keys.
-        privileges: Some(TaskSpecContainerSpecPrivileges::default()),
+        // The CLI always sends a privileges object.
+        privileges: Some(TaskSpecContainerSpecPrivileges {
+            credential_spec: service.credential_spec.as_ref().map(|spec| {
+                TaskSpecContainerSpecPrivilegesCredentialSpec {
+                    config: None,
+                    file: spec.file.clone(),
+                    registry: spec.registry.clone(),
+                }
+            }),
+            ..Default::default()
+        }),
         stop_grace_period: service.stop_grace_period,
         stop_signal: service.stop_signal.clone().filter(|s| !s.is_empty()),
         health_check: service.healthcheck.as_ref().map(health_check),
@@ -137,7 +172,20 @@ fn resources(resources: &Resources) -> TaskSpecResources {
         reservations: resources.reservations.as_ref().map(|r| ResourceObject {
             nano_cpus: non_zero(r.nano_cpus),
             memory_bytes: non_zero(r.memory_bytes),
-            generic_resources: None,
+            generic_resources: non_empty(
+                r.generic_resources
+                    .iter()
+                    .map(|discrete| GenericResourcesInner {
+                        named_resource_spec: None,
+                        discrete_resource_spec: discrete.as_ref().map(|(kind, value)| {
+                            GenericResourcesInnerDiscreteResourceSpec {
+                                kind: Some(kind.clone()).filter(|k| !k.is_empty()),
+                                value: Some(*value).filter(|v| *v != 0),
+                            }
+                        }),
+                    })
+                    .collect(),
+            ),
         }),
         ..Default::default()
     }
@@ -186,6 +234,33 @@ fn mode(deploy: &Deploy) -> ServiceSpecMode {
             global: Some(HashMap::new()),
             ..Default::default()
         },
+        DeployMode::ReplicatedJob => ServiceSpecMode {
+            replicated_job: Some(ServiceSpecModeReplicatedJob {
+                max_concurrent: deploy.replicas.map(to_i64),
+                total_completions: deploy.replicas.map(to_i64),
+            }),
+            ..Default::default()
+        },
+        DeployMode::GlobalJob => ServiceSpecMode {
+            global_job: Some(HashMap::new()),
+            ..Default::default()
+        },
+    }
+}
+
+/// The restart policy Docker derives from the legacy `restart` key.
+fn legacy_restart(restart: Restart) -> Option<TaskSpecRestartPolicy> {
+    match restart {
+        Restart::No => None,
+        Restart::Any => Some(TaskSpecRestartPolicy {
+            condition: Some(TaskSpecRestartPolicyConditionEnum::ANY),
+            ..Default::default()
+        }),
+        Restart::OnFailure(attempts) => Some(TaskSpecRestartPolicy {
+            condition: Some(TaskSpecRestartPolicyConditionEnum::ON_FAILURE),
+            max_attempts: Some(to_i64(attempts)),
+            ..Default::default()
+        }),
     }
 }
 

@@ -462,8 +462,163 @@ fn parse_errors_come_back_from_convert_yaml() {
     assert_eq!(
         errors(
             "s",
-            "services:\n  web:\n    image: nginx\n    privileged: true\n"
+            "services:\n  web:\n    image: nginx\n    pull_policy: always\n"
         ),
-        ["services.web.privileged: not supported"]
+        ["services.web.pull_policy: not supported"]
     );
+}
+
+#[test]
+fn mounts_convert_like_docker_stack_deploy() {
+    let stack = stack(
+        "services:\n  web:\n    image: nginx:1\n    volumes:\n      - data:/data:ro,nocopy\n      - /cache\n      - /srv:/srv:rslave\n      - outside:/outside\n      - type: tmpfs\n        target: /run\n        tmpfs: {size: 1024}\n      - type: bind\n        source: /tmp\n        target: /plain\nvolumes:\n  data:\n    driver: local\n    driver_opts: {type: tmpfs}\n    labels: {team: ml}\n  outside:\n    external: true\n",
+    );
+    let mounts = container(&stack.services[0]).mounts.clone().unwrap();
+    assert_eq!(
+        mounts[0],
+        Mount {
+            typ: Some(MountType::VOLUME),
+            source: Some("s_data".into()),
+            target: Some("/data".into()),
+            read_only: Some(true),
+            volume_options: Some(MountVolumeOptions {
+                no_copy: Some(true),
+                labels: Some(map(&[("team", "ml"), (labels::STACK_NAMESPACE, "s")])),
+                driver_config: Some(MountVolumeOptionsDriverConfig {
+                    name: Some("local".into()),
+                    options: Some(map(&[("type", "tmpfs")])),
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    );
+    assert_eq!(
+        mounts[1],
+        Mount {
+            typ: Some(MountType::VOLUME),
+            target: Some("/cache".into()),
+            ..Default::default()
+        },
+        "an anonymous volume has no options"
+    );
+    assert_eq!(
+        mounts[2].bind_options,
+        Some(MountBindOptions {
+            propagation: Some(MountBindOptionsPropagationEnum::RSLAVE),
+            ..Default::default()
+        })
+    );
+    assert_eq!(mounts[3].source.as_deref(), Some("outside"));
+    assert_eq!(
+        mounts[3].volume_options,
+        Some(MountVolumeOptions::default()),
+        "an external volume is neither named after the stack nor labelled"
+    );
+    assert_eq!(
+        mounts[4].tmpfs_options,
+        Some(MountTmpfsOptions {
+            size_bytes: Some(1024),
+            ..Default::default()
+        })
+    );
+    assert_eq!(mounts[5].bind_options, None);
+}
+
+#[test]
+fn an_undefined_volume_is_an_error_naming_it() {
+    let found = errors(
+        "s",
+        "services:\n  web:\n    image: nginx:1\n    volumes:\n      - data:/data\n",
+    );
+    assert_eq!(
+        found,
+        [
+            "services.web.volumes[0]: undefined volume \"data\": declare it under the top-level volumes"
+        ]
+    );
+}
+
+#[test]
+fn container_keys_convert_like_docker_stack_deploy() {
+    let spec = web(
+        "    hostname: h\n    extra_hosts: [\"db:10.0.0.2\"]\n    dns: 10.0.0.53\n    sysctls: [net.core.somaxconn=1024]\n    cap_add: [net_admin]\n    cap_drop: [mknod]\n    ulimits: {nofile: {soft: 10, hard: 20}}\n    init: true\n    read_only: true\n    tty: true\n    stdin_open: false\n    logging: {driver: json-file, options: {max-size: 10m}}\n    restart: always\n",
+    );
+    let c = container(&spec);
+    assert_eq!(c.hostname.as_deref(), Some("h"));
+    assert_eq!(c.hosts, strings(&["10.0.0.2 db"]));
+    assert_eq!(
+        c.dns_config,
+        Some(TaskSpecContainerSpecDnsConfig {
+            nameservers: strings(&["10.0.0.53"]),
+            search: None,
+            options: None,
+        })
+    );
+    assert_eq!(c.sysctls, Some(map(&[("net.core.somaxconn", "1024")])));
+    assert_eq!(c.capability_add, strings(&["CAP_NET_ADMIN"]));
+    assert_eq!(c.capability_drop, strings(&["CAP_MKNOD"]));
+    assert_eq!(
+        c.ulimits,
+        Some(vec![ResourcesUlimits {
+            name: Some("nofile".into()),
+            soft: Some(10),
+            hard: Some(20),
+        }])
+    );
+    assert_eq!(
+        (c.init, c.read_only, c.tty, c.open_stdin),
+        (Some(true), Some(true), Some(true), None)
+    );
+    assert_eq!(
+        task(&spec).log_driver,
+        Some(TaskSpecLogDriver {
+            name: Some("json-file".into()),
+            options: Some(map(&[("max-size", "10m")])),
+        })
+    );
+    assert_eq!(
+        task(&spec).restart_policy,
+        Some(TaskSpecRestartPolicy {
+            condition: Some(TaskSpecRestartPolicyConditionEnum::ANY),
+            ..Default::default()
+        }),
+        "restart is the fallback restart policy, as in docker stack deploy"
+    );
+}
+
+#[test]
+fn generic_resources_and_jobs_convert() {
+    let spec = web(
+        "    deploy:\n      mode: replicated-job\n      replicas: 3\n      resources:\n        reservations:\n          generic_resources:\n            - discrete_resource_spec: {kind: NVIDIA-GPU, value: 1}\n",
+    );
+    assert_eq!(
+        spec.mode,
+        Some(ServiceSpecMode {
+            replicated_job: Some(ServiceSpecModeReplicatedJob {
+                max_concurrent: Some(3),
+                total_completions: Some(3),
+            }),
+            ..Default::default()
+        })
+    );
+    let reservations = task(&spec)
+        .resources
+        .as_ref()
+        .unwrap()
+        .reservations
+        .clone()
+        .unwrap();
+    assert_eq!(
+        reservations.generic_resources,
+        Some(vec![GenericResourcesInner {
+            named_resource_spec: None,
+            discrete_resource_spec: Some(GenericResourcesInnerDiscreteResourceSpec {
+                kind: Some("NVIDIA-GPU".into()),
+                value: Some(1),
+            }),
+        }])
+    );
+    let global = web("    deploy:\n      mode: global-job\n");
+    assert_eq!(global.mode.unwrap().global_job, Some(HashMap::new()));
 }

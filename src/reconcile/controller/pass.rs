@@ -116,8 +116,11 @@ impl Controller {
         {
             Resolved::Apply(entry) => match self.memo.desired_for(&self.cx, &entry) {
                 Ok(desired) => Ok(Target {
+                    verdict: Verdict {
+                        warnings: desired.stack.warnings.clone(),
+                        ..Verdict::applying(&entry)
+                    },
                     desired: Some(desired),
-                    verdict: Verdict::applying(&entry),
                 }),
                 Err(problem) => Err(Stop::Report(Verdict::failed(problem, false), Outcome::Done)),
             },
@@ -254,6 +257,7 @@ impl Verdict {
                 deployment_id: entry.record.deployment_id.clone(),
                 deployment_time: entry.record.deployment_time,
             }),
+            warnings: Vec::new(),
         }
     }
 
@@ -265,6 +269,7 @@ impl Verdict {
             synced: false,
             problem: None,
             applied: None,
+            warnings: Vec::new(),
         }
     }
 
@@ -276,6 +281,7 @@ impl Verdict {
             synced: false,
             problem: Some(problem),
             applied: None,
+            warnings: Vec::new(),
         }
     }
 }

@@ -46,6 +46,7 @@ fn stack(services: Vec<ServiceSpec>) -> StackSpec {
         name: "mlmodel_m".into(),
         services,
         networks: vec![],
+        warnings: Vec::new(),
     };
     stack.stamp(&Ownership {
         instance: "mlmodel",

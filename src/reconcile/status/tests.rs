@@ -46,6 +46,7 @@ fn verdict() -> Verdict {
             deployment_id: "d1".into(),
             deployment_time: 1.0,
         }),
+        warnings: Vec::new(),
     }
 }
 
@@ -189,11 +190,33 @@ fn phases_follow_the_declaration_and_the_swarm() {
         ("removed", absent, vec![], vec![], Phase::Removed, ""),
     ];
     for (what, verdict, services, tasks, phase, message) in cases {
-        assert_eq!(
-            phase_of(&verdict, &services, &tasks),
-            (phase, message.to_string()),
-            "{what}"
-        );
+        let (got_phase, got_message) = phase_of(&verdict, &services, &tasks);
+        assert_eq!(got_phase, phase, "{what}");
+        // Swarm's words first; a hint may follow them (see the next test).
+        if message.is_empty() {
+            assert_eq!(got_message, "", "{what}");
+        } else {
+            assert!(got_message.starts_with(message), "{what}: {got_message}");
+        }
+    }
+}
+
+#[test]
+fn an_image_a_node_cannot_pull_says_what_to_do() {
+    let services = [service(0, 1, None)];
+    for (image, login) in [
+        (
+            "127.0.0.1:5000/private/m:1",
+            "`docker login 127.0.0.1:5000`",
+        ),
+        ("team/m:1", "`docker login`"),
+    ] {
+        let error = format!("No such image: {image}");
+        let tasks = [task(1, "rejected", &error)];
+        let (phase, message) = phase_of(&verdict(), &services, &tasks);
+        assert_eq!(phase, Phase::Degraded);
+        assert!(message.starts_with(&error), "{message}");
+        assert!(message.contains(login), "{message}");
     }
 }
 

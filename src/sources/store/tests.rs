@@ -22,6 +22,7 @@ fn record(name: &str, build_id: &str) -> DeploymentRecord {
             deploy_monitor_period: "1m30s".into(),
             template_file: "default.template.yml".into(),
             model_type: Some("default".into()),
+            generic_resources: Default::default(),
             extra_template_attributes: BTreeMap::from([
                 (
                     "env".to_string(),

@@ -83,6 +83,37 @@ impl Lister {
         parse_tasks(body).map_err(|err| undecodable("list tasks".into(), &err))
     }
 
+    /// `POST` of `body` as JSON with an `X-Registry-Auth` header: a service create or
+    /// update that carries registry credentials, in the URL-safe base64 the engine decodes
+    /// (bollard's own header uses the standard alphabet).
+    pub(crate) async fn post_with_auth(
+        &self,
+        path: &str,
+        body: &impl serde::Serialize,
+        registry_auth: &str,
+        operation: &str,
+        what: &str,
+    ) -> Result<Bytes, SwarmError> {
+        let failed = |err: reqwest::Error| SwarmError::Unreachable {
+            message: format!("failed to {operation} {what}: {}", super::error_chain(&err)),
+        };
+        let response = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header("X-Registry-Auth", registry_auth)
+            .json(body)
+            .send()
+            .await
+            .map_err(failed)?;
+        let status = response.status();
+        let answer = response.bytes().await.map_err(failed)?;
+        if status.is_success() {
+            Ok(answer)
+        } else {
+            Err(refused_to(status.as_u16(), &answer, operation, what))
+        }
+    }
+
     async fn get(&self, path: &str, what: &str) -> Result<Bytes, SwarmError> {
         let failed = |err: reqwest::Error| SwarmError::Unreachable {
             message: format!("failed to list {what}: {}", super::error_chain(&err)),
@@ -105,6 +136,11 @@ impl Lister {
 
 /// The error for a list answered with `status` and `body`, mapped as bollard's are.
 fn refused(status: u16, body: &[u8], what: &str) -> SwarmError {
+    refused_to(status, body, "list", what)
+}
+
+/// The error for `operation` on `what` answered with `status` and `body`.
+fn refused_to(status: u16, body: &[u8], operation: &str, what: &str) -> SwarmError {
     // Docker's errors are {"message": "..."}; anything else is passed on as text.
     #[derive(Deserialize)]
     struct Refusal {
@@ -117,7 +153,7 @@ fn refused(status: u16, body: &[u8], what: &str) -> SwarmError {
         status_code: status,
         message,
     };
-    super::map_error(refused, "list", what)
+    super::map_error(refused, operation, what)
 }
 
 /// The parts of a listed service read at once (Docker's field names).

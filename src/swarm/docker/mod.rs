@@ -7,6 +7,7 @@
 
 mod lists;
 
+use super::registry::Credentials;
 use super::{
     ListedService, ListedTask, NetworkRequest, ObservedNode, ObservedService, Swarm, SwarmError,
     SwarmEvent, SwarmInfo, states,
@@ -29,6 +30,7 @@ use std::collections::HashMap;
 pub struct DockerSwarm {
     docker: Docker,
     lists: lists::Lister,
+    credentials: Credentials,
 }
 
 impl DockerSwarm {
@@ -49,7 +51,29 @@ impl DockerSwarm {
             .await
             .map_err(|err| map_error(err, "negotiate the API version with", "docker"))?;
         let lists = lists::Lister::from_env(&docker.client_version())?;
-        Ok(Self { docker, lists })
+        Ok(Self {
+            docker,
+            lists,
+            credentials: Credentials::from_env(),
+        })
+    }
+
+    /// The `X-Registry-Auth` header for the image `spec` runs, when there are credentials
+    /// for its registry. As with the docker CLI, credentials that cannot be read are left
+    /// out (with a warning) rather than failing the deploy: a public image still pulls.
+    fn registry_auth(&self, spec: &ServiceSpec) -> Option<String> {
+        let image = spec
+            .task_template
+            .as_ref()
+            .and_then(|t| t.container_spec.as_ref())
+            .and_then(|c| c.image.as_deref())?;
+        match self.credentials.for_image(image) {
+            Ok(found) => found.map(|auth| auth.header()),
+            Err(error) => {
+                tracing::warn!(image, error = %error, "registry credentials left out");
+                None
+            }
+        }
     }
 
     /// The underlying client.
@@ -97,11 +121,21 @@ impl Swarm for DockerSwarm {
 
     async fn create_service(&self, spec: &ServiceSpec) -> Result<String, SwarmError> {
         let what = format!("service {}", spec.name.as_deref().unwrap_or_default());
-        let created = self
-            .docker
-            .create_service(spec.clone(), None)
-            .await
-            .map_err(|err| map_error(err, "create", &what))?;
+        let created = match self.registry_auth(spec) {
+            None => self
+                .docker
+                .create_service(spec.clone(), None)
+                .await
+                .map_err(|err| map_error(err, "create", &what))?,
+            Some(auth) => {
+                let answer = self
+                    .lists
+                    .post_with_auth("/services/create", spec, &auth, "create", &what)
+                    .await?;
+                serde_json::from_slice(&answer)
+                    .map_err(|err| super::undecodable(format!("create {what}"), &err))?
+            }
+        };
         log_warnings(&what, created.warnings.as_deref());
         created.id.ok_or_else(|| SwarmError::Api {
             operation: format!("create {what}"),
@@ -128,11 +162,22 @@ impl Swarm for DockerSwarm {
             version,
             ..Default::default()
         };
-        let updated = self
-            .docker
-            .update_service(id, spec.clone(), options, None)
-            .await
-            .map_err(|err| map_error(err, "update", &what))?;
+        let updated: bollard::models::ServiceUpdateResponse = match self.registry_auth(spec) {
+            None => self
+                .docker
+                .update_service(id, spec.clone(), options, None)
+                .await
+                .map_err(|err| map_error(err, "update", &what))?,
+            Some(auth) => {
+                let path = format!("/services/{id}/update?version={version}");
+                let answer = self
+                    .lists
+                    .post_with_auth(&path, spec, &auth, "update", &what)
+                    .await?;
+                serde_json::from_slice(&answer)
+                    .map_err(|err| super::undecodable(format!("update {what}"), &err))?
+            }
+        };
         log_warnings(&what, updated.warnings.as_deref());
         Ok(())
     }
