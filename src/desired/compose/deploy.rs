@@ -18,8 +18,8 @@ pub enum DeployMode {
     Replicated,
     /// One task on every node.
     Global,
-    /// A job: `replicas` tasks run to completion, `replicas` at a time (as Docker 23's
-    /// CLI converts it; the 20.10 CLI refuses the mode, the engine's API 1.41 has it).
+    /// A job: `replicas` tasks run to completion, `replicas` at a time (as the docker
+    /// CLI converts it since version 23; the engine's API 1.41 runs it).
     ReplicatedJob,
     /// A job: one task on every node, run to completion.
     GlobalJob,
