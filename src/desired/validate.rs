@@ -83,14 +83,35 @@ pub fn validate_spec(spec: &ModelSpec, rules: &Rules) -> Vec<FieldError> {
             Ok(())
         },
     );
+    check_resources(spec, &mut errors);
+    if let Err(message) = check_template_file(&spec.template_file, rules.template_exists) {
+        // A template chosen by model_type is reported there: that is what the user wrote.
+        let field = match &spec.model_type {
+            Some(model_type)
+                if record::template_for_model_type(model_type) == spec.template_file =>
+            {
+                "model_type"
+            }
+            _ => "template_file",
+        };
+        errors.push(FieldError::new(field, message));
+    }
+    errors.extend(check_generic_resources(spec));
+    errors.extend(check_extra_attributes(spec, rules.reserved_names));
+    errors
+}
+
+/// The limits and reservations (each grammar, reservation not above limit, Docker's
+/// minimum memory) and the rollout durations.
+fn check_resources(spec: &ModelSpec, errors: &mut Vec<FieldError>) {
     check_pair(
-        &mut errors,
+        errors,
         ("cpu_limit", &spec.cpu_limit),
         ("cpu_reservation", &spec.cpu_reservation),
         units::parse_cpus,
     );
     check_pair(
-        &mut errors,
+        errors,
         ("mem_limit", &spec.mem_limit),
         ("mem_reservation", &spec.mem_reservation),
         units::parse_memory,
@@ -112,21 +133,6 @@ pub fn validate_spec(spec: &ModelSpec, rules: &Rules) -> Vec<FieldError> {
             errors.push(FieldError::new(field, e.to_string()));
         }
     }
-    if let Err(message) = check_template_file(&spec.template_file, rules.template_exists) {
-        // A template chosen by model_type is reported there: that is what the user wrote.
-        let field = match &spec.model_type {
-            Some(model_type)
-                if record::template_for_model_type(model_type) == spec.template_file =>
-            {
-                "model_type"
-            }
-            _ => "template_file",
-        };
-        errors.push(FieldError::new(field, message));
-    }
-    errors.extend(check_generic_resources(spec));
-    errors.extend(check_extra_attributes(spec, rules.reserved_names));
-    errors
 }
 
 /// Parses a limit and its reservation and checks the reservation is not above the limit.
