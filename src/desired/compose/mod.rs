@@ -603,6 +603,29 @@ fn read_networks(r: &mut Reader, version: Version, value: &Value) -> BTreeMap<St
     networks
 }
 
+/// Reads `external` of a top-level network or volume: a boolean, or the legacy form
+/// `external: {name: x}`, whose name comes back with its path.
+fn read_external(r: &mut Reader, path: &str, value: &Value) -> (bool, Option<(String, String)>) {
+    match value {
+        Value::Bool(external) => (*external, None),
+        Value::Mapping(_) => {
+            let mut legacy_name = None;
+            for (field, fv) in r.mapping(path, value).unwrap_or_default() {
+                let fp = child(path, &field);
+                match field.as_str() {
+                    "name" => legacy_name = r.string(&fp, fv).map(|n| (n, fp)),
+                    _ => r.error(&fp, "not supported"),
+                }
+            }
+            (true, legacy_name)
+        }
+        _ => {
+            r.expected(path, "true, false or a mapping with name", value);
+            (false, None)
+        }
+    }
+}
+
 fn read_network(r: &mut Reader, version: Version, path: &str, value: &Value) -> Option<Network> {
     let entries = r.mapping_or_null(path, value)?;
     let mut network = Network::default();
@@ -622,21 +645,7 @@ fn read_network(r: &mut Reader, version: Version, path: &str, value: &Value) -> 
                 }
             }
             "labels" => network.labels = read_labels(r, &p, v),
-            "external" => match v {
-                Value::Bool(external) => network.external = *external,
-                Value::Mapping(_) => {
-                    // The legacy form `external: {name: x}`.
-                    network.external = true;
-                    for (field, fv) in r.mapping(&p, v).unwrap_or_default() {
-                        let fp = child(&p, &field);
-                        match field.as_str() {
-                            "name" => legacy_name = r.string(&fp, fv).map(|n| (n, fp)),
-                            _ => r.error(&fp, "not supported"),
-                        }
-                    }
-                }
-                _ => r.expected(&p, "true, false or a mapping with name", v),
-            },
+            "external" => (network.external, legacy_name) = read_external(r, &p, v),
             _ if key.starts_with("x-") => {
                 requires(r, version, &p, 7);
             }

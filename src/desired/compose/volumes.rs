@@ -16,9 +16,10 @@ use serde_yaml::Value;
 use std::collections::BTreeMap;
 
 /// What a mount is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum MountKind {
     /// A named or anonymous volume.
+    #[default]
     Volume,
     /// A path of the node.
     Bind,
@@ -29,7 +30,7 @@ pub enum MountKind {
 }
 
 /// One entry of a service's `volumes`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ServiceVolume {
     /// The mount type.
     pub kind: MountKind,
@@ -132,16 +133,7 @@ pub fn parse_short(spec: &str) -> Result<ServiceVolume, String> {
     if spec.is_empty() {
         return Err("invalid empty volume spec".to_string());
     }
-    let mut volume = ServiceVolume {
-        kind: MountKind::Volume,
-        source: String::new(),
-        target: String::new(),
-        read_only: false,
-        consistency: None,
-        bind: None,
-        volume: None,
-        tmpfs: None,
-    };
+    let mut volume = ServiceVolume::default();
     if spec.chars().count() <= 2 {
         volume.target = spec.to_string();
         return Ok(volume);
@@ -204,16 +196,7 @@ fn is_file_path(source: &str) -> bool {
 }
 
 fn read_long(r: &mut Reader, path: &str, value: &Value) -> Option<ServiceVolume> {
-    let mut volume = ServiceVolume {
-        kind: MountKind::Volume,
-        source: String::new(),
-        target: String::new(),
-        read_only: false,
-        consistency: None,
-        bind: None,
-        volume: None,
-        tmpfs: None,
-    };
+    let mut volume = ServiceVolume::default();
     let mut kind = None;
     for (key, v) in r.mapping(path, value)? {
         let p = child(path, &key);
@@ -388,20 +371,7 @@ fn read_volume(r: &mut Reader, version: Version, path: &str, value: &Value) -> O
             "driver" => volume.driver = r.string(&p, v),
             "driver_opts" => volume.driver_opts = Some(read_labels(r, &p, v)),
             "labels" => volume.labels = read_labels(r, &p, v),
-            "external" => match v {
-                Value::Bool(external) => volume.external = *external,
-                Value::Mapping(_) => {
-                    volume.external = true;
-                    for (field, fv) in r.mapping(&p, v).unwrap_or_default() {
-                        let fp = child(&p, &field);
-                        match field.as_str() {
-                            "name" => legacy_name = r.string(&fp, fv).map(|n| (n, fp)),
-                            _ => r.error(&fp, "not supported"),
-                        }
-                    }
-                }
-                _ => r.expected(&p, "true, false or a mapping with name", v),
-            },
+            "external" => (volume.external, legacy_name) = super::read_external(r, &p, v),
             _ if key.starts_with("x-") => {
                 requires(r, version, &p, 7);
             }
