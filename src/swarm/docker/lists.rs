@@ -24,7 +24,9 @@ const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
 /// bollard's request timeout, kept the same for these calls.
 const TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Plain GETs of list answers, on the endpoint bollard connects to.
+/// Plain HTTP to the endpoint bollard connects to: the list GETs, whose answers are read
+/// lazily, and the service writes that carry registry credentials (see
+/// [`Lister::post_with_auth`]).
 #[derive(Debug, Clone)]
 pub(crate) struct Lister {
     client: reqwest::Client,

@@ -3,7 +3,8 @@
 //! A thin adapter: one Docker call per trait method, values mapped into mlmodel's types,
 //! errors mapped by status code. No retries and no caching: deciding what to do about a
 //! failure is the reconciler's job. The two list calls of a relist skip bollard's
-//! decoding of every spec, see `lists`.
+//! decoding of every spec, and a service create or update with registry credentials
+//! sends its own `X-Registry-Auth` (bollard's encoding is not the engine's), see `lists`.
 
 mod lists;
 
