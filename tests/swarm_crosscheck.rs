@@ -6,7 +6,9 @@
 //!    compared with `convert_yaml` for the same stack name. The comparison is exact on
 //!    every field, after filling in on both sides the defaults the daemon adds by itself
 //!    (10s stop grace period, vip mode, tcp/ingress ports, ...) and mapping network IDs
-//!    back to names. The networks the CLI created are compared with ours too.
+//!    back to names. The networks the CLI created are compared with ours too, and so are
+//!    its secrets and configs: mlmodel's carry a content hash in their names, which the
+//!    comparison maps back to Docker's names (ids are left out, being allocated).
 //! 2. The stack is removed and recreated from mlmodel's specs through the API. What the
 //!    daemon then stores must equal, raw and field for field, what it stored for the
 //!    CLI's deployment: proof that the two requests mean the same to Docker. The CLI's
@@ -20,8 +22,8 @@ use common::{
     StackGuard, docker_cli, docker_lines, docker_ok, remove_stack, skip_or_fail, stack_network_ids,
     stack_networks, stack_services, unique_name,
 };
-use mlmodel::desired::convert::convert_yaml;
-use mlmodel::desired::stack::{StackSpec, labels};
+use mlmodel::desired::convert::{FilesIn, convert_yaml};
+use mlmodel::desired::stack::{ObjectKind, StackSpec, labels, with_object_ids};
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -103,9 +105,10 @@ fn fixture_files() -> Vec<PathBuf> {
 /// Runs both phases for one fixture; returns a readable report of every mismatch.
 fn check_fixture(handle: &Handle, docker: &Docker, fixture: &Path) -> Result<(), String> {
     let yaml = std::fs::read_to_string(fixture).map_err(|e| e.to_string())?;
+    let files = FilesIn(PathBuf::from(FIXTURES));
     let guard = StackGuard::new(unique_name("xc"));
     let stack = guard.name();
-    let ours = convert_yaml(stack, &yaml)
+    let ours = convert_yaml(stack, &yaml, &files)
         .map_err(|errors| format!("mlmodel refused the file: {errors:#?}"))?;
     let path = fixture.to_string_lossy();
     docker_ok(&[
@@ -131,18 +134,23 @@ fn check_fixture(handle: &Handle, docker: &Docker, fixture: &Path) -> Result<(),
             "docker created services {created:?}, mlmodel converted {names:?}"
         ));
     }
-    let by_docker = inspect_services(&created);
+    let by_docker: BTreeMap<String, Value> = inspect_services(&created)
+        .into_iter()
+        .map(|(name, spec)| (name, docker_object_names(spec, &HashMap::new())))
+        .collect();
+    let our_names = object_names(&ours);
     for spec in &ours.services {
         let name = spec.name.clone().unwrap_or_default();
         let Some(theirs) = by_docker.get(&name) else {
             continue;
         };
-        let ours_json = with_daemon_defaults(service_json(spec));
+        let ours_json = with_daemon_defaults(docker_object_names(service_json(spec), &our_names));
         for line in diff(&with_daemon_defaults(theirs.clone()), &ours_json) {
             report.push(format!("{name} (docker vs mlmodel): {line}"));
         }
     }
     report.extend(compare_networks_with_ours(stack, &ours));
+    report.extend(compare_objects_with_ours(&ours));
     let docker_networks = inspect_networks(&stack_network_ids(stack));
 
     // Phase 2: the same stack from mlmodel's own specs, through the API, under a second
@@ -151,12 +159,14 @@ fn check_fixture(handle: &Handle, docker: &Docker, fixture: &Path) -> Result<(),
     // and a network recreated under the same name would then be ambiguous.
     remove_stack(stack);
     let again = StackGuard::new(format!("{stack}-again"));
-    let ours_again = convert_yaml(again.name(), &yaml)
+    let ours_again = convert_yaml(again.name(), &yaml, &files)
         .map_err(|errors| format!("mlmodel refused the file: {errors:#?}"))?;
+    let again_names = object_names(&ours_again);
     let as_first = |value: Value| renamed(value, again.name(), stack);
     let our_network_ids = handle.block_on(create_stack(docker, &ours_again))?;
     let by_mlmodel: BTreeMap<String, Value> = inspect_services(&stack_services(again.name()))
         .into_values()
+        .map(|spec| docker_object_names(spec, &again_names))
         .map(as_first)
         .map(|spec| (spec["Name"].as_str().unwrap_or_default().to_string(), spec))
         .collect();
@@ -205,8 +215,8 @@ fn renamed(value: Value, from: &str, to: &str) -> Value {
     serde_json::from_str(&text.replace(from, to)).expect("a renamed stack is still JSON")
 }
 
-/// Creates the stack's networks and services from mlmodel's specs; returns the ids of
-/// the networks.
+/// Creates the stack's networks, secrets, configs and services from mlmodel's specs;
+/// returns the ids of the networks.
 async fn create_stack(docker: &Docker, stack: &StackSpec) -> Result<Vec<String>, String> {
     let mut network_ids = Vec::new();
     for network in &stack.networks {
@@ -216,13 +226,98 @@ async fn create_stack(docker: &Docker, stack: &StackSpec) -> Result<Vec<String>,
             .map_err(|e| format!("creating network {}: {e}", network.name))?;
         network_ids.push(created.id);
     }
+    let mut object_ids = HashMap::new();
+    for object in stack.objects.iter().filter(|o| !o.external) {
+        let created = match object.kind {
+            ObjectKind::Secret => docker.create_secret(object.secret_spec()).await,
+            ObjectKind::Config => docker.create_config(object.config_spec()).await,
+        }
+        .map_err(|e| format!("creating {} {}: {e}", object.kind.word(), object.name))?;
+        object_ids.insert((object.kind, object.name.clone()), created.id);
+    }
     for service in &stack.services {
+        let service = with_object_ids(service, |kind, name| {
+            object_ids.get(&(kind, name.to_string())).cloned()
+        })
+        .map_err(|(kind, name)| format!("no {} {name} was created", kind.word()))?;
         docker
             .create_service(service.clone(), None)
             .await
             .map_err(|e| format!("creating service {:?}: {e}", service.name))?;
     }
     Ok(network_ids)
+}
+
+/// mlmodel's name of each secret and config the stack creates, to Docker's.
+fn object_names(stack: &StackSpec) -> HashMap<String, String> {
+    stack
+        .objects
+        .iter()
+        .map(|o| (o.name.clone(), o.docker_name.clone()))
+        .collect()
+}
+
+/// A service spec with its secret and config references named as Docker names them
+/// (through `names`) and without ids, which every deployment allocates anew.
+fn docker_object_names(mut spec: Value, names: &HashMap<String, String>) -> Value {
+    for (list, name_key, id_key) in [
+        ("Secrets", "SecretName", "SecretID"),
+        ("Configs", "ConfigName", "ConfigID"),
+    ] {
+        let Some(references) = spec
+            .pointer_mut(&format!("/TaskTemplate/ContainerSpec/{list}"))
+            .and_then(Value::as_array_mut)
+        else {
+            continue;
+        };
+        for reference in references {
+            let Some(reference) = reference.as_object_mut() else {
+                continue;
+            };
+            reference.remove(id_key);
+            let name = reference[name_key].as_str().unwrap_or_default().to_string();
+            if let Some(docker_name) = names.get(&name) {
+                reference.insert(name_key.to_string(), json!(docker_name));
+            }
+        }
+    }
+    spec
+}
+
+/// Compares the secrets and configs `docker stack deploy` created with mlmodel's, under
+/// Docker's names. A secret's data is never answered; a config's is.
+fn compare_objects_with_ours(ours: &StackSpec) -> Vec<String> {
+    let mut report = Vec::new();
+    for object in ours.objects.iter().filter(|o| !o.external) {
+        let word = object.kind.word();
+        let inspected = docker_cli(&[word, "inspect", &object.docker_name]);
+        if !inspected.status.success() {
+            report.push(format!(
+                "docker created no {word} {}: {}",
+                object.docker_name,
+                String::from_utf8_lossy(&inspected.stderr).trim()
+            ));
+            continue;
+        }
+        let theirs: Vec<Value> = serde_json::from_slice(&inspected.stdout)
+            .unwrap_or_else(|e| panic!("docker {word} inspect printed no JSON: {e}"));
+        let mut mine = match object.kind {
+            ObjectKind::Secret => {
+                let mut spec = serde_json::to_value(object.secret_spec()).unwrap();
+                spec.as_object_mut().unwrap().remove("Data");
+                spec
+            }
+            ObjectKind::Config => serde_json::to_value(object.config_spec()).unwrap(),
+        };
+        mine["Name"] = json!(object.docker_name);
+        for line in diff(&theirs[0]["Spec"], &mine) {
+            report.push(format!(
+                "{word} {} (docker vs mlmodel): {line}",
+                object.docker_name
+            ));
+        }
+    }
+    report
 }
 
 /// Maps full network IDs to names, for the targets of network attachments.
@@ -497,7 +592,7 @@ fn wait_for_running_tasks(stack: &StackSpec) -> Vec<String> {
 fn fixtures_convert_without_errors() {
     for fixture in fixture_files() {
         let yaml = std::fs::read_to_string(&fixture).unwrap();
-        let stack = convert_yaml("mlmodeltest", &yaml)
+        let stack = convert_yaml("mlmodeltest", &yaml, &FilesIn(PathBuf::from(FIXTURES)))
             .unwrap_or_else(|errors| panic!("{}: {errors:#?}", fixture.display()));
         for service in &stack.services {
             let service_labels = service.labels.as_ref().unwrap();

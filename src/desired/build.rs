@@ -92,18 +92,22 @@ impl Pipeline<'_> {
             .map_err(|e| vec![FieldError::new("template_file", e.to_string())])?;
         let stack_name = self.instance.stack_name(&record.spec.name);
         check_service_name_lengths(&record.spec.name, &stack_name, &record.rendered_template)?;
-        let mut stack =
-            convert::convert_yaml(&stack_name, &record.rendered_template).map_err(|errors| {
-                errors
-                    .into_iter()
-                    .map(|e| {
-                        FieldError::new(
-                            "template_file",
-                            format!("template {template} rendered an invalid stack: {e}"),
-                        )
-                    })
-                    .collect::<Vec<_>>()
-            })?;
+        let mut stack = convert::convert_yaml(
+            &stack_name,
+            &record.rendered_template,
+            &*self.templates.files(),
+        )
+        .map_err(|errors| {
+            errors
+                .into_iter()
+                .map(|e| {
+                    FieldError::new(
+                        "template_file",
+                        format!("template {template} rendered an invalid stack: {e}"),
+                    )
+                })
+                .collect::<Vec<_>>()
+        })?;
         let carried = DeploymentRecord {
             rendered_template: String::new(),
             ..record.clone()

@@ -96,6 +96,9 @@ impl Instance {
 pub struct Templates {
     env: Environment<'static>,
     names: Vec<String>,
+    /// The directory the templates were loaded from, which `file:` paths in the stacks
+    /// they render are relative to.
+    dir: Option<std::path::PathBuf>,
 }
 
 impl Templates {
@@ -129,7 +132,23 @@ impl Templates {
                 sources.insert(name, source);
             }
         }
-        Self::from_sources(sources)
+        let mut templates = Self::from_sources(sources)?;
+        templates.dir = dir.map(Path::to_path_buf);
+        Ok(templates)
+    }
+
+    /// Whether the templates came with a directory (and `file:` can be read).
+    pub fn has_dir(&self) -> bool {
+        self.dir.is_some()
+    }
+
+    /// Where the stacks these templates render read `file:` from: the templates
+    /// directory, or nothing for the built-in templates.
+    pub fn files(&self) -> Box<dyn crate::desired::convert::Files + Send + Sync> {
+        match &self.dir {
+            Some(dir) => Box::new(crate::desired::convert::FilesIn(dir.clone())),
+            None => Box::new(crate::desired::convert::NoFiles),
+        }
     }
 
     /// Compiles the given `(file name, source)` pairs.
@@ -159,7 +178,11 @@ impl Templates {
             names.push(name);
         }
         names.sort();
-        Ok(Self { env, names })
+        Ok(Self {
+            env,
+            names,
+            dir: None,
+        })
     }
 
     /// Whether a template of that file name exists.

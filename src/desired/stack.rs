@@ -6,9 +6,13 @@
 //! a running service still matches its manifest without comparing every field the
 //! daemon may have filled in.
 
-use bollard::models::{NetworkCreateRequest, ServiceSpec};
+use bollard::models::{ConfigSpec, Driver, NetworkCreateRequest, SecretSpec, ServiceSpec};
 use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+pub use crate::desired::compose::ObjectKind;
 
 /// Label keys mlmodel and Docker's stack tooling put on services and networks.
 pub mod labels {
@@ -38,6 +42,9 @@ pub struct StackSpec {
     pub services: Vec<ServiceSpec>,
     /// Networks the stack creates (external ones are not listed), sorted by name.
     pub networks: Vec<NetworkSpec>,
+    /// Secrets and configs the services use, sorted by kind and name: the ones the stack
+    /// creates and the external ones it only references.
+    pub objects: Vec<ObjectSpec>,
     /// What the compose file has that is accepted but not deployed as written.
     pub warnings: Vec<crate::desired::compose::ComposeWarning>,
 }
@@ -77,6 +84,185 @@ impl NetworkSpec {
     }
 }
 
+/// A secret or config a stack's services use.
+///
+/// Swarm cannot change an object's content once a service uses it, so mlmodel names
+/// each one it creates after its content: Docker's name (`<stack>_<key>`, or `name:`),
+/// a `-` and [`OBJECT_HASH_LEN`] hex characters of a hash of the content, labels and
+/// drivers. New content is a new object; the services move to it and the old one is
+/// removed once none uses it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ObjectSpec {
+    /// Secret or config.
+    pub kind: ObjectKind,
+    /// The compose key.
+    pub key: String,
+    /// The name mlmodel creates and references it under (an external one's own name).
+    pub name: String,
+    /// The name `docker stack deploy` gives it (no content hash).
+    pub docker_name: String,
+    /// It exists already; mlmodel only looks it up.
+    pub external: bool,
+    /// The content (empty for an external object, or a secret from a driver).
+    pub data: Vec<u8>,
+    /// Labels, including the stack namespace label.
+    pub labels: BTreeMap<String, String>,
+    /// The secret driver and its options, if the content comes from one.
+    pub driver: Option<(String, BTreeMap<String, String>)>,
+    /// The templating driver, if any.
+    pub templating: Option<String>,
+    /// The file the content was read from, to notice when it changes.
+    pub read_from: Option<FileStamp>,
+}
+
+/// Hex characters of the content hash in the name of an object mlmodel creates.
+pub const OBJECT_HASH_LEN: usize = 10;
+
+/// A file as it was when read: its path, size and modification time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileStamp {
+    /// The file's path.
+    pub path: PathBuf,
+    /// Its size in bytes.
+    pub len: u64,
+    /// Its modification time, where the file system keeps one.
+    pub modified: Option<SystemTime>,
+}
+
+impl FileStamp {
+    /// The stamp of the file at `path` now.
+    pub fn of(path: PathBuf) -> std::io::Result<Self> {
+        let meta = std::fs::metadata(&path)?;
+        Ok(Self {
+            path,
+            len: meta.len(),
+            modified: meta.modified().ok(),
+        })
+    }
+
+    /// Whether the file is no longer as stamped (changed, or unreadable).
+    pub fn is_stale(&self) -> bool {
+        Self::of(self.path.clone()).map_or(true, |now| now != *self)
+    }
+}
+
+impl ObjectSpec {
+    /// The name for this content: `base`, `-` and the content hash.
+    pub fn hashed_name(&self, base: &str) -> String {
+        let mut hasher = Sha256::new();
+        let mut field = |bytes: &[u8]| {
+            hasher.update((bytes.len() as u64).to_le_bytes());
+            hasher.update(bytes);
+        };
+        field(&self.data);
+        for (key, value) in &self.labels {
+            field(key.as_bytes());
+            field(value.as_bytes());
+        }
+        if let Some((driver, options)) = &self.driver {
+            field(driver.as_bytes());
+            for (key, value) in options {
+                field(key.as_bytes());
+                field(value.as_bytes());
+            }
+        }
+        field(self.templating.as_deref().unwrap_or_default().as_bytes());
+        let digest = hasher.finalize();
+        let hex: String = digest.iter().map(|byte| format!("{byte:02x}")).collect();
+        format!("{base}-{}", &hex[..OBJECT_HASH_LEN])
+    }
+
+    fn labels_map(&self) -> Option<HashMap<String, String>> {
+        Some(
+            self.labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        )
+    }
+
+    /// The request that creates this object as a secret.
+    pub fn secret_spec(&self) -> SecretSpec {
+        use base64::Engine;
+        SecretSpec {
+            name: Some(self.name.clone()),
+            labels: self.labels_map(),
+            data: Some(base64::engine::general_purpose::STANDARD.encode(&self.data)),
+            driver: self.driver.as_ref().map(|(name, options)| Driver {
+                name: name.clone(),
+                options: Some(options.clone().into_iter().collect()),
+            }),
+            templating: self.templating_driver(),
+        }
+    }
+
+    /// The request that creates this object as a config.
+    pub fn config_spec(&self) -> ConfigSpec {
+        use base64::Engine;
+        ConfigSpec {
+            name: Some(self.name.clone()),
+            labels: self.labels_map(),
+            data: Some(base64::engine::general_purpose::STANDARD.encode(&self.data)),
+            templating: self.templating_driver(),
+        }
+    }
+
+    fn templating_driver(&self) -> Option<Driver> {
+        self.templating.as_ref().map(|name| Driver {
+            name: name.clone(),
+            options: None,
+        })
+    }
+}
+
+/// The names of the secrets and configs a service spec references, by kind.
+pub fn object_names(spec: &ServiceSpec) -> impl Iterator<Item = (ObjectKind, &str)> {
+    let container = spec
+        .task_template
+        .as_ref()
+        .and_then(|t| t.container_spec.as_ref());
+    let secrets = container
+        .and_then(|c| c.secrets.as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s.secret_name.as_deref())
+        .map(|name| (ObjectKind::Secret, name));
+    let configs = container
+        .and_then(|c| c.configs.as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c.config_name.as_deref())
+        .map(|name| (ObjectKind::Config, name));
+    secrets.chain(configs)
+}
+
+/// `spec` with the id of every secret and config it references filled in from `id_of`;
+/// the first name without an id is the error.
+pub fn with_object_ids(
+    spec: &ServiceSpec,
+    id_of: impl Fn(ObjectKind, &str) -> Option<String>,
+) -> Result<ServiceSpec, (ObjectKind, String)> {
+    let mut spec = spec.clone();
+    let Some(container) = spec
+        .task_template
+        .as_mut()
+        .and_then(|t| t.container_spec.as_mut())
+    else {
+        return Ok(spec);
+    };
+    for secret in container.secrets.iter_mut().flatten() {
+        let name = secret.secret_name.clone().unwrap_or_default();
+        secret.secret_id =
+            Some(id_of(ObjectKind::Secret, &name).ok_or((ObjectKind::Secret, name))?);
+    }
+    for config in container.configs.iter_mut().flatten() {
+        let name = config.config_name.clone().unwrap_or_default();
+        config.config_id =
+            Some(id_of(ObjectKind::Config, &name).ok_or((ObjectKind::Config, name))?);
+    }
+    Ok(spec)
+}
+
 /// Who owns a stack: the mlmodel instance, the model and the deployment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ownership<'a> {
@@ -110,6 +296,13 @@ impl StackSpec {
         for network in &mut self.networks {
             for (key, value) in ownership {
                 network.labels.insert(key.to_string(), value.to_string());
+            }
+        }
+        // The content hash in an object's name leaves these labels out, so a new
+        // deployment with the same content reuses the object.
+        for object in self.objects.iter_mut().filter(|o| !o.external) {
+            for (key, value) in ownership {
+                object.labels.insert(key.to_string(), value.to_string());
             }
         }
     }
@@ -236,7 +429,7 @@ mod tests {
                 driver: "overlay".to_string(),
                 ..Default::default()
             }],
-            warnings: Vec::new(),
+            ..Default::default()
         };
         stack.stamp(&owner());
         let service_labels = stack.services[0].labels.as_ref().unwrap();
@@ -256,8 +449,7 @@ mod tests {
         let mut stack = StackSpec {
             name: "s".to_string(),
             services: vec![service("s_web", &[])],
-            networks: vec![],
-            warnings: Vec::new(),
+            ..Default::default()
         };
         stack.stamp(&owner());
         let first = stack.services[0].labels.clone();

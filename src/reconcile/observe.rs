@@ -5,7 +5,7 @@
 //! event stream, relist everything (so nothing that happened while disconnected is
 //! missed), then follow events; when the stream drops, back off and start over.
 
-use crate::desired::stack::labels;
+use crate::desired::stack::{ObjectKind, labels};
 use crate::swarm::{
     ListedService, ListedTask, ObservedNode, ObservedService, ObservedTask, Swarm, SwarmError,
     SwarmEvent, image_of, runs_template,
@@ -29,6 +29,8 @@ pub struct Observed {
     pub nodes: HashMap<String, String>,
     /// Network ids by name.
     pub networks: HashMap<String, String>,
+    /// Secret and config ids by kind and name, as learnt when ensuring them.
+    pub objects: HashMap<(ObjectKind, String), String>,
     /// When services and tasks were last listed (unix seconds); 0 before the first list.
     pub listed_at: f64,
     /// Services by owner and by name, for snapshots published through [`ObservedCache`].
@@ -249,6 +251,7 @@ pub async fn relist(swarm: &dyn Swarm, cache: &ObservedCache) -> Result<(), Swar
             None => current.nodes.clone(),
         },
         networks: current.networks.clone(),
+        objects: current.objects.clone(),
         listed_at: now,
         index: IndexSlot(index),
     });

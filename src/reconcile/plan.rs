@@ -5,7 +5,7 @@
 //! mlmodel sent a different spec, or when something mlmodel owns (replicas, image,
 //! resources, environment, labels, networks) was changed by hand.
 
-use crate::desired::stack::{NetworkSpec, StackSpec, labels};
+use crate::desired::stack::{NetworkSpec, ObjectKind, ObjectSpec, StackSpec, labels};
 use crate::swarm::ObservedService;
 use bollard::models::ServiceSpec;
 use std::collections::{BTreeSet, HashMap};
@@ -82,6 +82,12 @@ pub enum Action {
         /// The network.
         network: NetworkSpec,
     },
+    /// Create a secret or config the stack's services need (or, for an external one,
+    /// look it up), and learn its id.
+    EnsureObject {
+        /// The object.
+        object: ObjectSpec,
+    },
     /// Create a missing service.
     CreateService {
         /// The spec to send.
@@ -114,6 +120,7 @@ impl Action {
     pub fn target(&self) -> &str {
         match self {
             Self::CreateNetwork { network } => &network.name,
+            Self::EnsureObject { object } => &object.name,
             Self::CreateService { spec } | Self::UpdateService { spec, .. } => {
                 spec.name.as_deref().unwrap_or_default()
             }
@@ -125,7 +132,7 @@ impl Action {
 /// The actions for one model and the services it could not touch.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Plan {
-    /// Writes, in the order to perform them (networks first).
+    /// Writes, in the order to perform them (networks and objects first).
     pub actions: Vec<Action>,
     /// The desired services whose names are taken by services mlmodel does not own.
     pub conflicts: Vec<NameTaken>,
@@ -215,6 +222,25 @@ pub fn plan(intent: Intent, observed: Observation) -> Plan {
             }
         }
     }
+    let writes_services = result.actions.iter().any(|a| {
+        matches!(
+            a,
+            Action::CreateService { .. } | Action::UpdateService { .. }
+        )
+    });
+    if writes_services {
+        // Before the services: they reference the objects by id. Ids are learnt anew
+        // for every write, so one removed by hand is recreated rather than referenced.
+        let at = result
+            .actions
+            .iter()
+            .take_while(|a| matches!(a, Action::CreateNetwork { .. }))
+            .count();
+        let ensure = stack.objects.iter().map(|object| Action::EnsureObject {
+            object: object.clone(),
+        });
+        result.actions.splice(at..at, ensure);
+    }
     for live in observed.owned {
         if !desired_names.contains(live.name()) {
             result
@@ -269,6 +295,7 @@ struct Fingerprint<'a> {
     service_labels: Labels<'a>,
     container_labels: Labels<'a>,
     networks: BTreeSet<&'a str>,
+    objects: BTreeSet<(ObjectKind, &'a str, &'a str)>,
 }
 
 /// A spec's labels, compared by content; no map and an empty one are alike.
@@ -326,6 +353,7 @@ impl<'a> Fingerprint<'a> {
             service_labels: Labels(spec.labels.as_ref()),
             container_labels: Labels(container.and_then(|c| c.labels.as_ref())),
             networks,
+            objects: object_targets(container),
         }
     }
 
@@ -352,8 +380,37 @@ impl<'a> Fingerprint<'a> {
         if self.networks != live.networks {
             return Some("networks");
         }
+        if self.objects != live.objects {
+            return Some("secrets or configs");
+        }
         None
     }
+}
+
+/// The secrets and configs a container mounts: kind, name and target file.
+fn object_targets(
+    container: Option<&bollard::models::TaskSpecContainerSpec>,
+) -> BTreeSet<(ObjectKind, &str, &str)> {
+    let secrets = container
+        .and_then(|c| c.secrets.as_ref())
+        .into_iter()
+        .flatten()
+        .map(|s| {
+            let target = s.file.as_ref().and_then(|f| f.name.as_deref());
+            (ObjectKind::Secret, s.secret_name.as_deref(), target)
+        });
+    let configs = container
+        .and_then(|c| c.configs.as_ref())
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            let target = c.file.as_ref().and_then(|f| f.name.as_deref());
+            (ObjectKind::Config, c.config_name.as_deref(), target)
+        });
+    secrets
+        .chain(configs)
+        .map(|(kind, name, target)| (kind, name.unwrap_or_default(), target.unwrap_or_default()))
+        .collect()
 }
 
 /// Images match when equal, or when the live one is the desired one pinned to a digest.

@@ -1,8 +1,8 @@
 //! A [`Swarm`] decorator that counts calls by kind, for the metrics endpoint.
 
 use super::{
-    ListedService, ListedTask, NetworkRequest, ObservedNode, ObservedService, Swarm, SwarmError,
-    SwarmEvent, SwarmInfo,
+    ListedObject, ListedService, ListedTask, NetworkRequest, ObjectKind, ObjectRequest,
+    ObservedNode, ObservedService, Swarm, SwarmError, SwarmEvent, SwarmInfo,
 };
 use async_trait::async_trait;
 use bollard::models::ServiceSpec;
@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Kinds of call, in the order metrics list them.
-pub const KINDS: [&str; 11] = [
+pub const KINDS: [&str; 15] = [
     "info",
     "list_services",
     "inspect_service",
@@ -24,6 +24,10 @@ pub const KINDS: [&str; 11] = [
     "network_id",
     "create_network",
     "events",
+    "object_id",
+    "create_object",
+    "list_objects",
+    "remove_object",
 ];
 
 /// Wraps a swarm and counts every call made through it.
@@ -108,5 +112,25 @@ impl Swarm for CountingSwarm {
     fn events(&self) -> BoxStream<'static, Result<SwarmEvent, SwarmError>> {
         self.count(10);
         self.inner.events()
+    }
+    async fn object_id(&self, kind: ObjectKind, name: &str) -> Result<Option<String>, SwarmError> {
+        self.count(11);
+        self.inner.object_id(kind, name).await
+    }
+    async fn create_object(&self, object: &ObjectRequest) -> Result<String, SwarmError> {
+        self.count(12);
+        self.inner.create_object(object).await
+    }
+    async fn list_objects(
+        &self,
+        kind: ObjectKind,
+        label: (&str, &str),
+    ) -> Result<Vec<ListedObject>, SwarmError> {
+        self.count(13);
+        self.inner.list_objects(kind, label).await
+    }
+    async fn remove_object(&self, kind: ObjectKind, id: &str) -> Result<(), SwarmError> {
+        self.count(14);
+        self.inner.remove_object(kind, id).await
     }
 }

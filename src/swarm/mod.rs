@@ -17,13 +17,14 @@ pub mod registry;
 pub mod states;
 
 use async_trait::async_trait;
-use bollard::models::{ServiceSpec, TaskSpec};
+use bollard::models::{ConfigSpec, SecretSpec, ServiceSpec, TaskSpec};
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
 use serde::de::DeserializeOwned;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+pub use crate::desired::stack::ObjectKind;
 pub use states::{TaskState, UpdateState};
 
 /// Why a Swarm call failed, by what the caller should do about it.
@@ -309,6 +310,58 @@ pub struct NetworkRequest {
     pub labels: HashMap<String, String>,
 }
 
+/// A secret or config to create.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ObjectRequest {
+    /// A secret.
+    Secret(SecretSpec),
+    /// A config.
+    Config(ConfigSpec),
+}
+
+impl ObjectRequest {
+    /// Secret or config.
+    pub fn kind(&self) -> ObjectKind {
+        match self {
+            Self::Secret(_) => ObjectKind::Secret,
+            Self::Config(_) => ObjectKind::Config,
+        }
+    }
+
+    /// The object's name.
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Secret(spec) => spec.name.as_deref(),
+            Self::Config(spec) => spec.name.as_deref(),
+        }
+        .unwrap_or_default()
+    }
+
+    /// The object's labels.
+    pub fn labels(&self) -> HashMap<String, String> {
+        match self {
+            Self::Secret(spec) => spec.labels.clone(),
+            Self::Config(spec) => spec.labels.clone(),
+        }
+        .unwrap_or_default()
+    }
+}
+
+/// A secret or config as listed: never its content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedObject {
+    /// Secret or config.
+    pub kind: ObjectKind,
+    /// Object id.
+    pub id: String,
+    /// Object name.
+    pub name: String,
+    /// Its labels.
+    pub labels: HashMap<String, String>,
+    /// When it was created (RFC 3339), if known.
+    pub created_at: Option<String>,
+}
+
 /// A change reported by Docker's event stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SwarmEvent {
@@ -361,6 +414,20 @@ pub trait Swarm: Send + Sync {
     async fn network_id(&self, name: &str) -> Result<Option<String>, SwarmError>;
     /// Creates a network, returning its id.
     async fn create_network(&self, network: &NetworkRequest) -> Result<String, SwarmError>;
+    /// Looks a secret or config up by its exact name, returning its id; `None` if missing.
+    async fn object_id(&self, kind: ObjectKind, name: &str) -> Result<Option<String>, SwarmError>;
+    /// Creates a secret or config, returning its id; a name taken is
+    /// [`SwarmError::Conflict`].
+    async fn create_object(&self, object: &ObjectRequest) -> Result<String, SwarmError>;
+    /// Lists the secrets or configs that carry the label `key=value`.
+    async fn list_objects(
+        &self,
+        kind: ObjectKind,
+        label: (&str, &str),
+    ) -> Result<Vec<ListedObject>, SwarmError>;
+    /// Removes a secret or config; one already gone counts as removed, one a service
+    /// uses is refused (HTTP 400).
+    async fn remove_object(&self, kind: ObjectKind, id: &str) -> Result<(), SwarmError>;
     /// Follows service and node events from now on. The stream ends or errors when the
     /// connection drops; the caller reconnects (see [`crate::reconcile::observe`]).
     fn events(&self) -> BoxStream<'static, Result<SwarmEvent, SwarmError>>;

@@ -6,7 +6,7 @@
 
 #![allow(dead_code)]
 
-use super::docker_cli;
+use super::{docker_cli, docker_lines};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -251,6 +251,12 @@ pub fn remove_instance_services(instance: &str) {
         let mut args = vec!["service", "rm"];
         args.extend(ids.iter().map(String::as_str));
         let _ = docker_cli(&args);
+    }
+    // Then the secrets and configs the instance created, which the services used.
+    for kind in ["secret", "config"] {
+        for id in docker_lines(&[kind, "ls", "-q", "--filter", &filter]) {
+            let _ = docker_cli(&[kind, "rm", &id]);
+        }
     }
 }
 

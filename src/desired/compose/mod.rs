@@ -16,6 +16,7 @@
 mod container;
 mod deploy;
 mod ignored;
+mod objects;
 mod ports;
 mod reader;
 pub mod shlex;
@@ -26,6 +27,7 @@ pub use deploy::{
     Deploy, DeployMode, EndpointMode, FailureAction, Limits, Placement, Reservations, Resources,
     RestartCondition, RestartPolicy, UpdateConfig, UpdateOrder,
 };
+pub use objects::{FileObject, FileReference, ObjectKind};
 pub use ports::{Port, Protocol, PublishMode};
 pub use reader::go_float_text;
 pub use volumes::{MountKind, ServiceVolume, Volume};
@@ -70,6 +72,10 @@ pub struct ComposeFile {
     pub networks: BTreeMap<String, Network>,
     /// Top-level named volumes by key.
     pub volumes: BTreeMap<String, Volume>,
+    /// Top-level secrets by key.
+    pub secrets: BTreeMap<String, FileObject>,
+    /// Top-level configs by key.
+    pub configs: BTreeMap<String, FileObject>,
     /// What is accepted but not deployed as written, in document order.
     pub warnings: Vec<ComposeWarning>,
 }
@@ -137,6 +143,10 @@ pub struct Service {
     pub credential_spec: Option<CredentialSpec>,
     /// The legacy `restart`, used when `deploy.restart_policy` is absent.
     pub restart: Option<Restart>,
+    /// Secrets mounted into the container, in file order.
+    pub secrets: Vec<FileReference>,
+    /// Configs mounted into the container, in file order.
+    pub configs: Vec<FileReference>,
 }
 
 /// A service's health check.
@@ -272,6 +282,12 @@ fn read_file(r: &mut Reader, document: &Value) -> ComposeFile {
             }
             "networks" => file.networks = read_networks(r, version, value),
             "volumes" => file.volumes = volumes::read_volumes(r, version, value),
+            "secrets" => {
+                file.secrets = objects::read_objects(r, version, ObjectKind::Secret, value)
+            }
+            "configs" => {
+                file.configs = objects::read_objects(r, version, ObjectKind::Config, value)
+            }
             _ if key.starts_with("x-") => {
                 requires(r, version, key, 4);
             }
@@ -376,6 +392,12 @@ fn read_service(r: &mut Reader, version: Version, path: &str, value: &Value) -> 
                 if requires(r, version, &p, 3) {
                     service.credential_spec = container::read_credential_spec(r, &p, v);
                 }
+            }
+            "secrets" => {
+                service.secrets = objects::read_references(r, version, ObjectKind::Secret, &p, v)
+            }
+            "configs" => {
+                service.configs = objects::read_references(r, version, ObjectKind::Config, &p, v)
             }
             "restart" => {
                 service.restart = container::read_restart(r, &p, v);

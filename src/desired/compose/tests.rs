@@ -34,12 +34,12 @@ fn a_minimal_file_parses() {
 #[test]
 fn unsupported_keys_are_reported_with_their_path() {
     let found = errors(
-        "version: \"3.9\"\nsecrets: {}\nservices:\n  mlmodel:\n    image: nginx\n    pull_policy: always\n    deploy:\n      resources:\n        reservations:\n          devices: []\n      bogus: 1\n    ports:\n      - target: 80\n        name: web\n    networks:\n      backend:\n        priority: 2\nnetworks:\n  backend:\n    internal: true\n",
+        "version: \"3.9\"\ninclude: []\nservices:\n  mlmodel:\n    image: nginx\n    pull_policy: always\n    deploy:\n      resources:\n        reservations:\n          devices: []\n      bogus: 1\n    ports:\n      - target: 80\n        name: web\n    networks:\n      backend:\n        priority: 2\nnetworks:\n  backend:\n    internal: true\n",
     );
     assert_eq!(
         found,
         [
-            "secrets: not supported",
+            "include: not supported",
             "services.mlmodel.pull_policy: not supported",
             "services.mlmodel.deploy.resources.reservations.devices: not supported",
             "services.mlmodel.deploy.bogus: not supported",
@@ -824,7 +824,11 @@ mod fuzz {
     fn check(yaml: &str) {
         match parse_compose(yaml) {
             Ok(file) => {
-                let _ = crate::desired::convert::convert_stack("s", &file);
+                let _ = crate::desired::convert::convert_stack(
+                    "s",
+                    &file,
+                    &crate::desired::convert::NoFiles,
+                );
             }
             Err(errors) => {
                 assert!(!errors.is_empty());
@@ -863,4 +867,56 @@ mod fuzz {
             }
         }
     }
+}
+
+#[test]
+fn secrets_and_configs_read_as_docker_reads_them() {
+    let file = parse(
+        "version: \"3.8\"\nservices:\n  web:\n    image: nginx\n    secrets:\n      - a\n      - source: b\n        target: t\n        uid: \"1\"\n        gid: \"2\"\n        mode: 0440\n    configs:\n      - source: c\n        mode: 0o640\n      - source: c\n        target: /d\n        mode: 420\nsecrets:\n  a:\n    file: a.txt\n  b:\n    external:\n      name: shared_b\n  v:\n    driver: vault\n    driver_opts:\n      path: kv/x\nconfigs:\n  c:\n    name: named_c\n    file: c.conf\n    labels:\n      k: v\n",
+    );
+    let web = &file.services["web"];
+    assert_eq!(web.secrets[0].source, "a");
+    assert_eq!(web.secrets[1].target.as_deref(), Some("t"));
+    assert_eq!(web.secrets[1].uid.as_deref(), Some("1"));
+    assert_eq!(
+        web.secrets[1].mode,
+        Some(0o440),
+        "a leading zero is octal, as in Docker"
+    );
+    assert_eq!(web.configs[0].mode, Some(0o640));
+    assert_eq!(web.configs[1].mode, Some(420));
+    assert_eq!(file.secrets["b"].name.as_deref(), Some("shared_b"));
+    assert!(file.secrets["b"].external);
+    assert_eq!(file.secrets["v"].driver.as_deref(), Some("vault"));
+    assert_eq!(file.secrets["v"].driver_opts["path"], "kv/x");
+    assert_eq!(file.configs["c"].name.as_deref(), Some("named_c"));
+    assert_eq!(file.configs["c"].labels["k"], "v");
+}
+
+#[test]
+fn secret_and_config_problems_name_their_path() {
+    let found = errors(
+        "version: \"3.2\"\nservices:\n  web:\n    image: nginx\n    configs: [c]\n    secrets:\n      - source: a\n        mode: rw\n      - target: x\nsecrets:\n  a:\n    file: a.txt\n    driver: vault\n  b: {}\n  c:\n    file: c\n    bogus: 1\nconfigs:\n  c:\n    file: c.conf\n",
+    );
+    assert_eq!(
+        found,
+        [
+            "services.web.configs: requires compose file version 3.3 or later; this file declares version 3.2",
+            "services.web.secrets[0].mode: expected a file mode such as 0440, found \"rw\"",
+            "services.web.secrets[1].source: required: the key of the object",
+            "secrets.a.driver: requires compose file version 3.8 or later; this file declares version 3.2",
+            "secrets.b.file: required: the secret's content comes from a file (or driver) unless it is external",
+            "secrets.c.bogus: not supported",
+            "configs: requires compose file version 3.3 or later; this file declares version 3.2",
+        ]
+    );
+    let found = errors(
+        "version: \"3.8\"\nservices:\n  web:\n    image: nginx\nsecrets:\n  a:\n    file: a.txt\n    driver: vault\n",
+    );
+    assert_eq!(
+        found,
+        [
+            "secrets.a.driver: secret a: secret.driver and secret.file conflict; only use secret.driver"
+        ]
+    );
 }

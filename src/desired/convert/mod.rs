@@ -12,7 +12,10 @@
 
 mod container;
 mod networks;
+pub mod objects;
 mod service;
+
+pub use objects::{Files, FilesIn, NoFiles};
 
 use crate::desired::compose::{ComposeError, ComposeFile, parse_compose};
 use crate::desired::stack::StackSpec;
@@ -24,6 +27,7 @@ pub const STACK_PATH: &str = "stack";
 pub fn convert_stack(
     stack_name: &str,
     compose: &ComposeFile,
+    files: &dyn Files,
 ) -> Result<StackSpec, Vec<ComposeError>> {
     let mut errors = Vec::new();
     if let Err(e) = crate::desired::naming::validate_identifier(stack_name) {
@@ -33,6 +37,8 @@ pub fn convert_stack(
         });
     }
     let plan = networks::plan(stack_name, compose, &mut errors);
+    let mut warnings = compose.warnings.clone();
+    let objects = objects::plan(stack_name, compose, files, &mut errors, &mut warnings);
     let mut services = Vec::with_capacity(compose.services.len());
     for (key, service) in &compose.services {
         if let Some(spec) = service::convert(
@@ -40,6 +46,7 @@ pub fn convert_stack(
             key,
             service,
             &plan,
+            &objects,
             &compose.volumes,
             &mut errors,
         ) {
@@ -54,14 +61,20 @@ pub fn convert_stack(
         name: stack_name.to_string(),
         services,
         networks: plan.to_create,
-        warnings: compose.warnings.clone(),
+        objects: objects.objects,
+        warnings,
     })
 }
 
-/// Parses `yaml` and converts it into the stack named `stack_name`.
-pub fn convert_yaml(stack_name: &str, yaml: &str) -> Result<StackSpec, Vec<ComposeError>> {
+/// Parses `yaml` and converts it into the stack named `stack_name`, reading `file:`
+/// through `files`.
+pub fn convert_yaml(
+    stack_name: &str,
+    yaml: &str,
+    files: &dyn Files,
+) -> Result<StackSpec, Vec<ComposeError>> {
     let compose = parse_compose(yaml)?;
-    convert_stack(stack_name, &compose)
+    convert_stack(stack_name, &compose, files)
 }
 
 /// Docker's name for a stack-scoped object: `<stack>_<name>`.

@@ -2,6 +2,7 @@
 
 use super::container;
 use super::networks::{NetworkPlan, is_user_defined};
+use super::objects::{self, ObjectPlan};
 use super::scope;
 use crate::desired::compose::{
     ComposeError, Deploy, DeployMode, EndpointMode, FailureAction, Healthcheck, Placement, Port,
@@ -30,6 +31,7 @@ pub fn convert(
     key: &str,
     service: &Service,
     networks: &NetworkPlan,
+    files: &ObjectPlan,
     volumes: &BTreeMap<String, Volume>,
     errors: &mut Vec<ComposeError>,
 ) -> Option<ServiceSpec> {
@@ -56,6 +58,8 @@ pub fn convert(
     }
     let attachments = attachments(key, service, networks);
     let mounts = container::mounts(stack_name, key, service, volumes, errors);
+    let secrets = objects::secrets(key, &service.secrets, files, errors);
+    let configs = objects::configs(key, &service.configs, files, errors);
     if errors.len() > before {
         return None;
     }
@@ -69,6 +73,8 @@ pub fn convert(
         task_template: Some(TaskSpec {
             container_spec: Some(TaskSpecContainerSpec {
                 mounts,
+                secrets,
+                configs,
                 ..container_spec(stack_name, service)
             }),
             resources: Some(resources(&deploy.resources)),

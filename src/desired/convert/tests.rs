@@ -1,17 +1,25 @@
 use super::*;
-use crate::desired::stack::{NetworkSpec, labels};
+use crate::desired::stack::{NetworkSpec, ObjectKind, labels};
 use bollard::models::*;
 use std::collections::{BTreeMap, HashMap};
 
+/// The files the tests' stacks read.
+fn test_files() -> BTreeMap<String, Vec<u8>> {
+    BTreeMap::from([
+        ("token.txt".to_string(), b"s3cr3t".to_vec()),
+        ("app.conf".to_string(), b"threads = 4\n".to_vec()),
+    ])
+}
+
 fn stack(yaml: &str) -> StackSpec {
-    match convert_yaml("s", yaml) {
+    match convert_yaml("s", yaml, &test_files()) {
         Ok(stack) => stack,
         Err(errors) => panic!("unexpected errors: {errors:#?}"),
     }
 }
 
 fn errors(stack_name: &str, yaml: &str) -> Vec<String> {
-    match convert_yaml(stack_name, yaml) {
+    match convert_yaml(stack_name, yaml, &test_files()) {
         Ok(stack) => panic!("expected errors, converted {stack:#?}"),
         Err(errors) => errors.iter().map(ToString::to_string).collect(),
     }
@@ -621,4 +629,158 @@ fn generic_resources_and_jobs_convert() {
     );
     let global = web("    deploy:\n      mode: global-job\n");
     assert_eq!(global.mode.unwrap().global_job, Some(HashMap::new()));
+}
+
+const WITH_OBJECTS: &str = "version: \"3.8\"\nservices:\n  web:\n    image: nginx:1\n    secrets:\n      - token\n      - source: token\n        target: again\n        uid: \"7\"\n        mode: 0400\n    configs:\n      - source: app\n        target: /etc/app.conf\n  other:\n    image: nginx:1\n    secrets: [shared]\nsecrets:\n  token:\n    file: token.txt\n    labels: [team=ml]\n  shared:\n    external: true\n  unused:\n    file: missing.txt\nconfigs:\n  app:\n    file: app.conf\n    template_driver: golang\n";
+
+#[test]
+fn secrets_and_configs_are_named_after_their_content_and_referenced_as_docker_does() {
+    let stack = stack(WITH_OBJECTS);
+    let names: Vec<(ObjectKind, &str, &str, bool)> = stack
+        .objects
+        .iter()
+        .map(|o| (o.kind, o.docker_name.as_str(), o.key.as_str(), o.external))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            (ObjectKind::Secret, "s_token", "token", false),
+            (ObjectKind::Secret, "shared", "shared", true),
+            (ObjectKind::Config, "s_app", "app", false),
+        ]
+    );
+    let token = &stack.objects[0];
+    assert_eq!(token.data, b"s3cr3t");
+    assert_eq!(token.labels["team"], "ml");
+    assert_eq!(token.labels[labels::STACK_NAMESPACE], "s");
+    let (base, hash) = token.name.rsplit_once('-').unwrap();
+    assert_eq!(base, "s_token");
+    assert_eq!(hash.len(), crate::desired::stack::OBJECT_HASH_LEN);
+    assert_eq!(
+        stack.objects[1].name, "shared",
+        "an external object keeps its name"
+    );
+    assert_eq!(stack.objects[2].templating.as_deref(), Some("golang"));
+    // An unused declaration is not read (its file is missing) and is reported.
+    assert!(
+        stack
+            .warnings
+            .iter()
+            .any(|w| w.path == "secrets.unused" && w.message.contains("no service uses")),
+        "{:?}",
+        stack.warnings
+    );
+    let web = stack
+        .services
+        .iter()
+        .find(|s| s.name.as_deref() == Some("s_web"))
+        .unwrap();
+    let container = task(web).container_spec.as_ref().unwrap();
+    let secrets = container.secrets.as_ref().unwrap();
+    let files: Vec<(&str, &str, &str, u32)> = secrets
+        .iter()
+        .map(|s| {
+            let f = s.file.as_ref().unwrap();
+            (
+                f.name.as_deref().unwrap(),
+                f.uid.as_deref().unwrap(),
+                f.gid.as_deref().unwrap(),
+                f.mode.unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        files,
+        [("again", "7", "0", 0o400), ("token", "0", "0", 0o444)]
+    );
+    assert!(
+        secrets
+            .iter()
+            .all(|s| s.secret_name.as_deref() == Some(token.name.as_str()))
+    );
+    assert!(
+        secrets.iter().all(|s| s.secret_id.is_none()),
+        "ids are filled in at write time"
+    );
+    let config = &container.configs.as_ref().unwrap()[0];
+    assert_eq!(
+        config.config_name.as_deref(),
+        Some(stack.objects[2].name.as_str())
+    );
+    assert_eq!(
+        config.file.as_ref().unwrap().name.as_deref(),
+        Some("/etc/app.conf")
+    );
+}
+
+#[test]
+fn new_content_or_labels_give_a_new_name_and_the_same_content_the_same_one() {
+    let first = stack(WITH_OBJECTS);
+    let again = stack(WITH_OBJECTS);
+    assert_eq!(first.objects, again.objects);
+    let changed_files = BTreeMap::from([
+        ("token.txt".to_string(), b"rotated".to_vec()),
+        ("app.conf".to_string(), b"threads = 4\n".to_vec()),
+    ]);
+    let rotated = convert_yaml("s", WITH_OBJECTS, &changed_files).unwrap();
+    assert_ne!(rotated.objects[0].name, first.objects[0].name);
+    assert_eq!(
+        rotated.objects[2].name, first.objects[2].name,
+        "the config did not change"
+    );
+    let relabelled = stack(&WITH_OBJECTS.replace("team=ml", "team=ops"));
+    assert_ne!(relabelled.objects[0].name, first.objects[0].name);
+}
+
+#[test]
+fn object_problems_name_their_path() {
+    let found = errors(
+        "s",
+        "services:\n  web:\n    image: nginx:1\n    secrets:\n      - nope\n      - token\n      - source: token\n        target: token\n    configs: [broken]\nsecrets:\n  token:\n    file: token.txt\nconfigs:\n  broken:\n    file: ../outside.conf\n",
+    );
+    assert_eq!(found.len(), 3, "{found:#?}");
+    assert_eq!(
+        found[0],
+        "configs.broken.file: cannot read \"../outside.conf\": no such file"
+    );
+    assert_eq!(
+        found[1],
+        "services.web.secrets[0]: undefined secret \"nope\": declare it under the top-level secrets"
+    );
+    assert!(
+        found[2].starts_with("services.web.secrets[2]: duplicate secret target for s_token-")
+            && found[2].ends_with("not allowed: two references mount \"token\""),
+        "{}",
+        found[2]
+    );
+    let long = format!(
+        "services:\n  web:\n    image: nginx:1\n    secrets: [k]\nsecrets:\n  k:\n    name: {}\n    file: token.txt\n",
+        "n".repeat(60)
+    );
+    let found = errors("s", &long);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].starts_with("secrets.k: secret name"), "{found:?}");
+    assert!(found[0].contains("keep \"nnnn"), "{found:?}");
+}
+
+#[test]
+fn files_in_a_directory_stay_inside_it() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("secrets")).unwrap();
+    std::fs::write(dir.path().join("secrets/token"), "abc").unwrap();
+    let files = FilesIn(dir.path().to_path_buf());
+    let (data, stamp) = files.read("secrets/token").unwrap();
+    assert_eq!(data, b"abc");
+    assert_eq!(stamp.unwrap().len, 3);
+    assert!(files.read("./secrets/token").is_ok());
+    for outside in ["/etc/hostname", "../x", "secrets/../../x", ""] {
+        let error = files.read(outside).unwrap_err();
+        assert!(
+            error.contains("inside the templates directory"),
+            "{outside}: {error}"
+        );
+    }
+    std::os::unix::fs::symlink("/etc/hostname", dir.path().join("link")).unwrap();
+    assert!(files.read("link").unwrap_err().contains("symbolic link"));
+    assert!(NoFiles.read("x").unwrap_err().contains("--templates"));
 }

@@ -35,9 +35,11 @@ impl Controller {
                     o.networks.insert(network.name.clone(), id);
                 });
             }
+            Action::EnsureObject { object } => self.ensure_object(model, object).await?,
             Action::CreateService { spec } => {
                 let name = spec.name.as_deref().unwrap_or_default();
-                match self.cx.swarm.create_service(spec).await {
+                let spec = self.with_object_ids(spec)?;
+                match self.cx.swarm.create_service(&spec).await {
                     Ok(id) => {
                         self.metrics.writes.fetch_add(1, Ordering::Relaxed);
                         info!(
@@ -90,10 +92,11 @@ impl Controller {
         reason: &str,
     ) -> Result<(), SwarmError> {
         let name = spec.name.as_deref().unwrap_or_default();
+        let sent = self.with_object_ids(spec)?;
         let mut version = version;
         let mut attempt = 0;
         loop {
-            match self.cx.swarm.update_service(id, version, spec).await {
+            match self.cx.swarm.update_service(id, version, &sent).await {
                 Ok(()) => {
                     self.metrics.writes.fetch_add(1, Ordering::Relaxed);
                     info!(

@@ -20,6 +20,24 @@ struct Built {
     result: Result<Arc<Desired>, Problem>,
 }
 
+impl Built {
+    /// Whether the build must be done again because of files it reads: a secret's or
+    /// config's file changed since, or the build failed and the templates directory may
+    /// have the missing file by now (a checkout writes files one by one).
+    fn reads_files_anew(&self, cx: &Context) -> bool {
+        match &self.result {
+            Ok(desired) => desired.stack.objects.iter().any(|object| {
+                let stale = object.read_from.as_ref().is_some_and(|f| f.is_stale());
+                if stale {
+                    tracing::info!(model = %desired.record.spec.name, object = %object.key, "the {} file changed; building the stack again", object.kind.word());
+                }
+                stale
+            }),
+            Err(_) => cx.templates.has_dir(),
+        }
+    }
+}
+
 /// Per model: the last deployment's build and the last plan's in-sync services.
 #[derive(Default)]
 pub(super) struct Memo {
@@ -37,10 +55,11 @@ impl Memo {
     pub fn desired_for(&self, cx: &Context, entry: &HistoryEntry) -> Result<Arc<Desired>, Problem> {
         let name = &entry.record.spec.name;
         let mut built = lock(&self.built);
-        if let Some(b) = built
-            .get(name)
-            .filter(|b| b.deployment_id == entry.record.deployment_id && b.source == entry.source)
-        {
+        if let Some(b) = built.get(name).filter(|b| {
+            b.deployment_id == entry.record.deployment_id
+                && b.source == entry.source
+                && !b.reads_files_anew(cx)
+        }) {
             return b.result.clone();
         }
         let result = cx.build(entry);

@@ -19,6 +19,7 @@ mod context;
 pub mod decide;
 mod execute;
 mod memo;
+mod objects;
 mod pass;
 mod run;
 
@@ -165,6 +166,7 @@ pub struct Controller {
     pub metrics: Arc<Metrics>,
     docker: Arc<DockerLink>,
     memo: Memo,
+    objects: objects::ObjectMemo,
 }
 
 impl Controller {
@@ -188,6 +190,7 @@ impl Controller {
                 health: Mutex::new((false, "not connected yet".to_string())),
             }),
             memo: Memo::default(),
+            objects: objects::ObjectMemo::default(),
         })
     }
 

@@ -217,6 +217,13 @@ impl Controller {
             verdict.problem = Some(Problem::NamesTaken(plan.conflicts.clone()));
         }
         let mut outcome = Outcome::Done;
+        let needed = || {
+            plan.actions.iter().filter_map(|a| match a {
+                Action::EnsureObject { object } => Some((object.kind, object.name.as_str())),
+                _ => None,
+            })
+        };
+        self.objects.hold(needed());
         for action in &plan.actions {
             if let Err(error) = self.execute(name, action).await {
                 warn!(model = name, target = action.target(), error = %error, "docker write failed");
@@ -224,7 +231,15 @@ impl Controller {
                 outcome = Outcome::Retry;
                 break;
             }
+            if matches!(
+                action,
+                Action::UpdateService { .. } | Action::RemoveService { .. }
+            ) {
+                // It may have let go of a secret or config.
+                self.objects.want_collection();
+            }
         }
+        self.objects.release(needed());
         verdict.synced = plan.conflicts.is_empty() && outcome == Outcome::Done;
         (verdict, outcome)
     }

@@ -91,6 +91,8 @@ impl Controller {
     async fn resync(&self) {
         if let Err(e) = self.relist().await {
             warn!(error = %e, "relist failed");
+        } else {
+            self.collect_objects().await;
         }
         for name in self.all_models() {
             self.queue.add_resync(&name);

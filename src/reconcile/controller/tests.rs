@@ -44,6 +44,15 @@ impl Rig {
         manifests: tempfile::TempDir,
         data: tempfile::TempDir,
     ) -> Self {
+        Self::with_templates(fake, manifests, data, Templates::builtin().unwrap()).await
+    }
+
+    async fn with_templates(
+        fake: Arc<FakeSwarm>,
+        manifests: tempfile::TempDir,
+        data: tempfile::TempDir,
+        templates: Templates,
+    ) -> Self {
         let store = Store::open(data.path()).unwrap();
         let (files_tx, files) = watch::channel(Arc::new(FileDeclarations::default()));
         let controller = Controller::new(Parts {
@@ -51,7 +60,7 @@ impl Rig {
             store,
             files,
             instance: Instance::default(),
-            templates: Arc::new(Templates::builtin().unwrap()),
+            templates: Arc::new(templates),
         });
         controller.ensure_network().await.unwrap();
         Self {
@@ -661,4 +670,155 @@ async fn a_vanished_manifests_directory_holds_its_models_instead_of_pruning_them
         rig.fake.service("mlmodel_m_mlmodel").is_none(),
         "an empty directory that exists does prune"
     );
+}
+
+/// A template whose stack mounts a secret read from the templates directory.
+const SECRET_TEMPLATE: &str = "services:\n  mlmodel:\n    image: {{ image }}\n    secrets: [token]\nsecrets:\n  token:\n    file: files/token.txt\n";
+
+fn secret_names(fake: &FakeSwarm) -> Vec<String> {
+    fake.objects().into_iter().map(|o| o.name).collect()
+}
+
+#[tokio::test]
+async fn a_secret_is_created_before_its_service_rotated_when_its_file_changes_and_collected_after()
+{
+    let templates_dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(templates_dir.path().join("files")).unwrap();
+    write(templates_dir.path(), "secret.yml", SECRET_TEMPLATE);
+    write(templates_dir.path(), "files/token.txt", "first");
+    let templates = Templates::load(Some(templates_dir.path())).unwrap();
+    let rig = Rig::with_templates(
+        Arc::new(FakeSwarm::new()),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        templates,
+    )
+    .await;
+    let text = format!("{}template_file: secret.yml\n", manifest("m", 1));
+    write(rig.manifests.path(), "m.yml", &text);
+    rig.rescan();
+    rig.converge().await;
+    let first = secret_names(&rig.fake);
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert!(first[0].starts_with("mlmodel_m_token-"), "{first:?}");
+    let object = &rig.fake.objects()[0];
+    assert_eq!(object.labels[labels::MANAGED_BY], "mlmodel");
+    assert_eq!(object.labels[labels::NAME], "m");
+    let service = rig.fake.service("mlmodel_m_mlmodel").unwrap();
+    let reference = service
+        .spec
+        .task_template
+        .unwrap()
+        .container_spec
+        .unwrap()
+        .secrets
+        .unwrap();
+    assert_eq!(reference[0].secret_id.as_deref(), Some(object.id.as_str()));
+    assert_eq!(rig.status("m").phase, Phase::Available);
+
+    // A converged resync asks nothing about secrets.
+    rig.fake.reset_calls();
+    rig.converge().await;
+    for op in [
+        Op::ObjectId,
+        Op::CreateObject,
+        Op::ListObjects,
+        Op::RemoveObject,
+    ] {
+        assert_eq!(rig.fake.calls_of(op), 0, "{op:?}: {:?}", rig.fake.calls());
+    }
+    assert_eq!(rig.fake.writes(), 0);
+
+    // New content: a new secret, the service moved to it, the old one collected.
+    write(templates_dir.path(), "files/token.txt", "second, longer");
+    rig.converge().await;
+    let both = secret_names(&rig.fake);
+    assert_eq!(both.len(), 2, "{both:?}");
+    let service = rig.fake.service("mlmodel_m_mlmodel").unwrap();
+    let reference = service
+        .spec
+        .task_template
+        .unwrap()
+        .container_spec
+        .unwrap()
+        .secrets
+        .unwrap();
+    let now = reference[0].secret_name.clone().unwrap();
+    assert_ne!(now, first[0]);
+    rig.controller.collect_objects().await;
+    assert_eq!(secret_names(&rig.fake), vec![now]);
+    // Nothing more to collect until a write frees something.
+    rig.fake.reset_calls();
+    rig.controller.collect_objects().await;
+    assert_eq!(rig.fake.calls_of(Op::ListObjects), 0);
+
+    // A secret removed by hand is created again at the next service write.
+    std::fs::remove_file(rig.manifests.path().join("m.yml")).unwrap();
+    rig.rescan();
+    rig.converge().await;
+    assert!(rig.fake.service("mlmodel_m_mlmodel").is_none());
+    rig.controller.collect_objects().await;
+    assert!(
+        secret_names(&rig.fake).is_empty(),
+        "a removed model's secrets are collected"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_external_secret_is_a_problem_the_status_names() {
+    let templates_dir = tempfile::tempdir().unwrap();
+    write(
+        templates_dir.path(),
+        "ext.yml",
+        "services:\n  mlmodel:\n    image: {{ image }}\n    secrets: [shared]\nsecrets:\n  shared:\n    external: true\n    name: team_token\n",
+    );
+    let templates = Templates::load(Some(templates_dir.path())).unwrap();
+    let rig = Rig::with_templates(
+        Arc::new(FakeSwarm::new()),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        templates,
+    )
+    .await;
+    let text = format!("{}template_file: ext.yml\n", manifest("m", 1));
+    write(rig.manifests.path(), "m.yml", &text);
+    rig.rescan();
+    rig.relist().await;
+    assert_eq!(rig.controller.reconcile("m").await, Outcome::Retry);
+    let status = rig.status("m");
+    let message = status.message.clone();
+    assert!(
+        message.contains("external secret team_token not found"),
+        "{message}"
+    );
+    assert!(rig.fake.service("mlmodel_m_mlmodel").is_none());
+    // Once it exists, the model deploys and references it.
+    let id = rig
+        .fake
+        .create_object(&crate::swarm::ObjectRequest::Secret(
+            bollard::models::SecretSpec {
+                name: Some("team_token".into()),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    assert_eq!(rig.controller.reconcile("m").await, Outcome::Done);
+    let service = rig.fake.service("mlmodel_m_mlmodel").unwrap();
+    let reference = service
+        .spec
+        .task_template
+        .unwrap()
+        .container_spec
+        .unwrap()
+        .secrets
+        .unwrap();
+    assert_eq!(reference[0].secret_id.as_deref(), Some(id.as_str()));
+    // mlmodel never collects what it did not create.
+    rig.controller.collect_objects().await;
+    std::fs::remove_file(rig.manifests.path().join("m.yml")).unwrap();
+    rig.rescan();
+    rig.converge().await;
+    rig.controller.collect_objects().await;
+    assert_eq!(secret_names(&rig.fake), ["team_token"]);
 }

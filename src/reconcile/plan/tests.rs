@@ -45,8 +45,7 @@ fn stack(services: Vec<ServiceSpec>) -> StackSpec {
     let mut stack = StackSpec {
         name: "mlmodel_m".into(),
         services,
-        networks: vec![],
-        warnings: Vec::new(),
+        ..Default::default()
     };
     stack.stamp(&Ownership {
         instance: "mlmodel",
@@ -121,6 +120,7 @@ fn kinds(plan: &Plan) -> Vec<String> {
         .iter()
         .map(|a| match a {
             Action::CreateNetwork { network } => format!("create-network {}", network.name),
+            Action::EnsureObject { object } => format!("ensure {}", object.name),
             Action::CreateService { spec } => {
                 format!("create {}", spec.name.clone().unwrap_or_default())
             }

@@ -10,8 +10,8 @@ mod lists;
 
 use super::registry::Credentials;
 use super::{
-    ListedService, ListedTask, NetworkRequest, ObservedNode, ObservedService, Swarm, SwarmError,
-    SwarmEvent, SwarmInfo, states,
+    ListedObject, ListedService, ListedTask, NetworkRequest, ObjectKind, ObjectRequest,
+    ObservedNode, ObservedService, Swarm, SwarmError, SwarmEvent, SwarmInfo, states,
 };
 use async_trait::async_trait;
 use bollard::Docker;
@@ -20,7 +20,8 @@ use bollard::models::{
     EventMessage, EventMessageTypeEnum, NetworkCreateRequest, Node, Service, ServiceSpec,
 };
 use bollard::query_parameters::{
-    EventsOptions, ListNetworksOptions, ListNodesOptions, UpdateServiceOptions,
+    EventsOptions, ListConfigsOptions, ListNetworksOptions, ListNodesOptions, ListSecretsOptions,
+    UpdateServiceOptions,
 };
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
@@ -248,6 +249,48 @@ impl Swarm for DockerSwarm {
         Ok(created.id)
     }
 
+    async fn object_id(&self, kind: ObjectKind, name: &str) -> Result<Option<String>, SwarmError> {
+        let filters = HashMap::from([("name".to_string(), vec![name.to_string()])]);
+        let found = self.objects(kind, filters).await?;
+        // Exact names only, whatever the filter matches.
+        Ok(found.into_iter().find(|o| o.name == name).map(|o| o.id))
+    }
+
+    async fn create_object(&self, object: &ObjectRequest) -> Result<String, SwarmError> {
+        let what = format!("{} {}", object.kind().word(), object.name());
+        let created = match object {
+            ObjectRequest::Secret(spec) => self.docker.create_secret(spec.clone()).await,
+            ObjectRequest::Config(spec) => self.docker.create_config(spec.clone()).await,
+        };
+        created
+            .map(|response| response.id)
+            .map_err(|err| map_error(err, "create", &what))
+    }
+
+    async fn list_objects(
+        &self,
+        kind: ObjectKind,
+        label: (&str, &str),
+    ) -> Result<Vec<ListedObject>, SwarmError> {
+        let (key, value) = label;
+        let filters = HashMap::from([("label".to_string(), vec![format!("{key}={value}")])]);
+        self.objects(kind, filters).await
+    }
+
+    async fn remove_object(&self, kind: ObjectKind, id: &str) -> Result<(), SwarmError> {
+        let removed = match kind {
+            ObjectKind::Secret => self.docker.delete_secret(id).await,
+            ObjectKind::Config => self.docker.delete_config(id).await,
+        };
+        match removed {
+            Ok(()) => Ok(()),
+            Err(DockerError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(()),
+            Err(err) => Err(map_error(err, "remove", &format!("{} {id}", kind.word()))),
+        }
+    }
+
     fn events(&self) -> BoxStream<'static, Result<SwarmEvent, SwarmError>> {
         let filters = HashMap::from([(
             "type".to_string(),
@@ -266,6 +309,52 @@ impl Swarm for DockerSwarm {
                 }
             })
             .boxed()
+    }
+}
+
+impl DockerSwarm {
+    /// Lists secrets or configs matching `filters`.
+    async fn objects(
+        &self,
+        kind: ObjectKind,
+        filters: HashMap<String, Vec<String>>,
+    ) -> Result<Vec<ListedObject>, SwarmError> {
+        let what = kind.section();
+        let listed = |id: Option<String>, created_at, name: Option<String>, labels| ListedObject {
+            kind,
+            id: id.unwrap_or_default(),
+            name: name.unwrap_or_default(),
+            labels: Option::unwrap_or_default(labels),
+            created_at,
+        };
+        Ok(match kind {
+            ObjectKind::Secret => self
+                .docker
+                .list_secrets(Some(ListSecretsOptions {
+                    filters: Some(filters),
+                }))
+                .await
+                .map_err(|err| map_error(err, "list", what))?
+                .into_iter()
+                .map(|s| {
+                    let spec = s.spec.unwrap_or_default();
+                    listed(s.id, s.created_at, spec.name, spec.labels)
+                })
+                .collect(),
+            ObjectKind::Config => self
+                .docker
+                .list_configs(Some(ListConfigsOptions {
+                    filters: Some(filters),
+                }))
+                .await
+                .map_err(|err| map_error(err, "list", what))?
+                .into_iter()
+                .map(|c| {
+                    let spec = c.spec.unwrap_or_default();
+                    listed(c.id, c.created_at, spec.name, spec.labels)
+                })
+                .collect(),
+        })
     }
 }
 

@@ -17,8 +17,9 @@
 //! What it does not do: fill in Docker's defaults, run rolling updates, or schedule.
 
 use super::{
-    ListedService, ListedTask, NetworkRequest, ObservedNode, ObservedService, Swarm, SwarmError,
-    SwarmEvent, SwarmInfo, TaskState, UpdateState,
+    ListedObject, ListedService, ListedTask, NetworkRequest, ObjectKind, ObjectRequest,
+    ObservedNode, ObservedService, Swarm, SwarmError, SwarmEvent, SwarmInfo, TaskState,
+    UpdateState,
 };
 use async_trait::async_trait;
 use bollard::models::{ServiceSpec, ServiceSpecMode};
@@ -62,6 +63,14 @@ pub enum Op {
     CreateNetwork,
     /// [`Swarm::events`].
     Events,
+    /// [`Swarm::object_id`].
+    ObjectId,
+    /// [`Swarm::create_object`].
+    CreateObject,
+    /// [`Swarm::list_objects`].
+    ListObjects,
+    /// [`Swarm::remove_object`].
+    RemoveObject,
 }
 
 impl Op {
@@ -79,6 +88,10 @@ impl Op {
             Self::NetworkId => "network_id",
             Self::CreateNetwork => "create_network",
             Self::Events => "events",
+            Self::ObjectId => "object_id",
+            Self::CreateObject => "create_object",
+            Self::ListObjects => "list_objects",
+            Self::RemoveObject => "remove_object",
         }
     }
 
@@ -86,7 +99,12 @@ impl Op {
     pub fn is_write(self) -> bool {
         matches!(
             self,
-            Self::CreateService | Self::UpdateService | Self::RemoveService | Self::CreateNetwork
+            Self::CreateService
+                | Self::UpdateService
+                | Self::RemoveService
+                | Self::CreateNetwork
+                | Self::CreateObject
+                | Self::RemoveObject
         )
     }
 }
@@ -121,6 +139,7 @@ impl FakeSwarm {
             next_id: 1,
             services: BTreeMap::new(),
             networks: BTreeMap::new(),
+            objects: BTreeMap::new(),
             info: SwarmInfo {
                 server_version: "fake".to_string(),
                 local_node_state: "active".to_string(),
@@ -278,6 +297,17 @@ impl FakeSwarm {
         Ok(())
     }
 
+    /// Every secret and config, sorted by id, without counting a call.
+    pub fn objects(&self) -> Vec<ListedObject> {
+        self.lock().objects.values().cloned().collect()
+    }
+
+    /// Removes a secret or config as `docker secret rm` would, in use or not (a test's
+    /// way to lose one under a running service).
+    pub fn remove_object_by_hand(&self, name: &str) {
+        self.lock().objects.retain(|_, o| o.name != name);
+    }
+
     /// Creates a network as `docker network create` would, returning its id.
     pub fn add_network_by_hand(&self, name: &str) -> String {
         self.lock().add_network(name)
@@ -409,6 +439,39 @@ impl Swarm for FakeSwarm {
             });
         }
         Ok(state.add_network(&network.name))
+    }
+
+    async fn object_id(&self, kind: ObjectKind, name: &str) -> Result<Option<String>, SwarmError> {
+        let state = self.begin(Op::ObjectId)?;
+        Ok(state
+            .objects
+            .values()
+            .find(|o| o.kind == kind && o.name == name)
+            .map(|o| o.id.clone()))
+    }
+
+    async fn create_object(&self, object: &ObjectRequest) -> Result<String, SwarmError> {
+        let mut state = self.begin(Op::CreateObject)?;
+        state.create_object(object.kind(), object.name(), object.labels())
+    }
+
+    async fn list_objects(
+        &self,
+        kind: ObjectKind,
+        label: (&str, &str),
+    ) -> Result<Vec<ListedObject>, SwarmError> {
+        let state = self.begin(Op::ListObjects)?;
+        let (key, value) = label;
+        Ok(state
+            .objects
+            .values()
+            .filter(|o| o.kind == kind && o.labels.get(key).map(String::as_str) == Some(value))
+            .cloned()
+            .collect())
+    }
+
+    async fn remove_object(&self, kind: ObjectKind, id: &str) -> Result<(), SwarmError> {
+        self.begin(Op::RemoveObject)?.remove_object(kind, id)
     }
 
     fn events(&self) -> BoxStream<'static, Result<SwarmEvent, SwarmError>> {

@@ -3,9 +3,10 @@
 //! replicas and template. [`super::FakeSwarm`] wraps it in a lock and counts the calls.
 
 use super::{FAKE_NODE_ID, Op};
+use crate::desired::stack::object_names;
 use crate::swarm::{
-    Deferred, ListedService, ListedTask, ObservedService, ObservedTask, SwarmError, SwarmEvent,
-    SwarmInfo, TaskState, UpdateState,
+    Deferred, ListedObject, ListedService, ListedTask, ObjectKind, ObservedService, ObservedTask,
+    SwarmError, SwarmEvent, SwarmInfo, TaskState, UpdateState,
 };
 use bollard::models::{NetworkAttachmentConfig, ServiceSpec, ServiceSpecMode, TaskSpec};
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -23,6 +24,8 @@ pub(super) struct State {
     pub(super) services: BTreeMap<String, FakeService>,
     /// Network ids by name.
     pub(super) networks: BTreeMap<String, String>,
+    /// Secrets and configs by id.
+    pub(super) objects: BTreeMap<String, ListedObject>,
     pub(super) info: SwarmInfo,
     pub(super) unreachable: bool,
     pub(super) failures: HashMap<Op, VecDeque<SwarmError>>,
@@ -85,6 +88,110 @@ impl State {
         id
     }
 
+    /// Checks that every secret and config a spec references exists under the id given,
+    /// as Swarm does (a 400 otherwise).
+    pub(super) fn check_objects(&self, spec: &ServiceSpec) -> Result<(), SwarmError> {
+        let container = spec
+            .task_template
+            .as_ref()
+            .and_then(|t| t.container_spec.as_ref());
+        let secrets = container
+            .and_then(|c| c.secrets.as_ref())
+            .into_iter()
+            .flatten()
+            .map(|s| (ObjectKind::Secret, s.secret_id.as_deref()));
+        let configs = container
+            .and_then(|c| c.configs.as_ref())
+            .into_iter()
+            .flatten()
+            .map(|c| (ObjectKind::Config, c.config_id.as_deref()));
+        for (kind, id) in secrets.chain(configs) {
+            let known = id
+                .and_then(|id| self.objects.get(id))
+                .is_some_and(|object| object.kind == kind);
+            if !known {
+                return Err(SwarmError::Api {
+                    operation: format!(
+                        "write service {}",
+                        spec.name.as_deref().unwrap_or_default()
+                    ),
+                    status: 400,
+                    message: format!(
+                        "rpc error: code = InvalidArgument desc = {} not found: {}",
+                        kind.word(),
+                        id.unwrap_or_default()
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates a secret or config; a name taken is a 409.
+    pub(super) fn create_object(
+        &mut self,
+        kind: ObjectKind,
+        name: &str,
+        labels: HashMap<String, String>,
+    ) -> Result<String, SwarmError> {
+        if self
+            .objects
+            .values()
+            .any(|o| o.kind == kind && o.name == name)
+        {
+            return Err(SwarmError::Conflict {
+                what: format!("{} {name}", kind.word()),
+                message: format!(
+                    "rpc error: code = AlreadyExists desc = {} {name} already exists",
+                    kind.word()
+                ),
+            });
+        }
+        let id = self.fresh_id(kind.word());
+        self.objects.insert(
+            id.clone(),
+            ListedObject {
+                kind,
+                id: id.clone(),
+                name: name.to_string(),
+                labels,
+                created_at: Some(now_rfc3339()),
+            },
+        );
+        self.index += 1;
+        Ok(id)
+    }
+
+    /// Removes a secret or config unless a service references it (a 400, as in Swarm).
+    pub(super) fn remove_object(&mut self, kind: ObjectKind, id: &str) -> Result<(), SwarmError> {
+        let Some(object) = self.objects.get(id).filter(|o| o.kind == kind) else {
+            return Ok(());
+        };
+        let users: Vec<&str> = self
+            .services
+            .values()
+            .filter(|service| {
+                object_names(&service.spec).any(|(k, name)| k == kind && name == object.name)
+            })
+            .filter_map(|service| service.spec.name.as_deref())
+            .collect();
+        if !users.is_empty() {
+            return Err(SwarmError::Api {
+                operation: format!("remove {} {id}", kind.word()),
+                status: 400,
+                message: format!(
+                    "rpc error: code = InvalidArgument desc = {} '{}' is in use by the following service: {}",
+                    kind.word(),
+                    object.name,
+                    users.join(", ")
+                ),
+            });
+        }
+        self.objects.remove(id);
+        self.index += 1;
+        Ok(())
+    }
+
     /// Rewrites network attachment targets given by name to ids, as Docker stores them.
     /// An unknown network fails the write with a 500, as Docker 20.10 answers.
     pub(super) fn resolve_networks(&self, spec: &mut ServiceSpec) -> Result<(), SwarmError> {
@@ -134,6 +241,7 @@ impl State {
             });
         }
         self.resolve_networks(&mut spec)?;
+        self.check_objects(&spec)?;
         self.index += 1;
         let service = FakeService {
             id: id.clone(),
@@ -158,6 +266,7 @@ impl State {
     ) -> Result<SwarmEvent, SwarmError> {
         let mut spec = spec;
         self.resolve_networks(&mut spec)?;
+        self.check_objects(&spec)?;
         let index = self.index + 1;
         let service = self.service_named_mut(id_or_name)?;
         if version != service.version {
