@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::server::Server;
+use common::server::{Server, inspect_service};
 use common::{skip_or_fail, unique_name};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -59,6 +59,36 @@ fn push_private(config: &Path, registry: &str, name: &str) -> String {
     docker_with(config, &["push", &image], None);
     docker_with(config, &["rmi", &image], None);
     image
+}
+
+/// The digest the registry serves for `image`'s tag (its `Docker-Content-Digest`).
+fn registry_digest(registry: &str, password: &str, image: &str) -> String {
+    let (repository, tag) = image
+        .strip_prefix(&format!("{registry}/"))
+        .and_then(|rest| rest.rsplit_once(':'))
+        .expect("an image of the test registry");
+    let output = Command::new("curl")
+        .args([
+            "-sfI",
+            "-u",
+            &format!("mlmodel:{password}"),
+            "-H",
+            "Accept: application/vnd.docker.distribution.manifest.v2+json",
+            "-H",
+            "Accept: application/vnd.oci.image.manifest.v1+json",
+            &format!("http://{registry}/v2/{repository}/manifests/{tag}"),
+        ])
+        .output()
+        .expect("curl runs");
+    assert!(output.status.success(), "the registry answers for {image}");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("docker-content-digest")
+                .then(|| value.trim().to_string())
+        })
+        .expect("the registry names the digest")
 }
 
 fn manifest(image: &str) -> String {
@@ -117,6 +147,17 @@ fn a_private_image_runs_with_the_login_of_mlmodels_host_and_without_it_the_statu
     assert!(
         !record.to_string().contains(password.trim()),
         "the API must never answer the password"
+    );
+    // Pinned as --resolve-image pins: the digest the registry holds for the tag, asked
+    // with the same credentials, shown in the status beside the tag.
+    let digest = registry_digest(&registry, password.trim(), &with_login);
+    let status = server.status("private").expect("a status");
+    assert_eq!(status["image_digest"], digest.as_str(), "{status}");
+    assert_eq!(status["image"], with_login.as_str(), "{status}");
+    let spec = inspect_service(&server.service_name("private")).expect("the service exists");
+    assert_eq!(
+        spec["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"],
+        format!("{with_login}@{digest}").as_str()
     );
 
     let nobody = tempfile::tempdir().expect("temp dir");

@@ -70,6 +70,7 @@ impl FakeRig {
             files,
             instance: Instance::default(),
             templates: Arc::new(Templates::builtin().expect("built-in templates")),
+            images: Default::default(),
         });
         controller.ensure_network().await.expect("network");
         Self {

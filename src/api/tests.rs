@@ -43,6 +43,7 @@ async fn api_with(token: Option<&str>, instance: Instance) -> Api {
         files,
         instance,
         templates: Arc::new(Templates::builtin().unwrap()),
+        images: Default::default(),
     });
     controller.ensure_network().await.unwrap();
     // As `mlmodel serve` does before reconciling anything.

@@ -63,6 +63,17 @@ pub enum NameError {
     },
 }
 
+/// An image reference with its tag: `:latest` added when it has none (what the tag
+/// resolves to), as `docker stack deploy` writes a reference it pins.
+pub fn with_tag(image: &str) -> String {
+    let last_part = image.rsplit('/').next().unwrap_or(image);
+    if last_part.contains(':') {
+        image.to_string()
+    } else {
+        format!("{image}:latest")
+    }
+}
+
 /// An image reference as Docker's CLI shows it in `docker service ls` and `docker service
 /// ps`: a tagged reference without its digest, an untagged one with `:latest` (what the
 /// tag resolves to), and Docker Hub's `docker.io/` and `library/` prefixes left out.

@@ -413,9 +413,14 @@ fn object_targets(
         .collect()
 }
 
-/// Images match when equal, or when the live one is the desired one pinned to a digest.
+/// Images match when equal, or when the live one is the desired one pinned to a digest
+/// (an untagged one as `:latest`, as pinning writes it).
 fn same_image(desired: &str, live: &str) -> bool {
-    desired == live || (!desired.contains('@') && live.split('@').next() == Some(desired))
+    desired == live
+        || (!desired.contains('@')
+            && live.split_once('@').is_some_and(|(running, _)| {
+                running == desired || running == crate::desired::naming::with_tag(desired)
+            }))
 }
 
 #[cfg(test)]

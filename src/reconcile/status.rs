@@ -104,6 +104,8 @@ pub struct ModelStatus {
     pub deployment_time: Option<f64>,
     /// Image of the first service, for listings.
     pub image: Option<String>,
+    /// The digest that image is pinned to (`sha256:...`), if it is.
+    pub image_digest: Option<String>,
     /// Live services.
     pub services: Vec<ServiceStatus>,
     /// Tasks of the live services.
@@ -169,6 +171,9 @@ pub fn derive(
         deployment_id: applied.map(|a| a.deployment_id.clone()),
         deployment_time: applied.map(|a| a.deployment_time),
         image: services.first().map(|s| service_image(s)),
+        image_digest: services.first().and_then(|s| {
+            crate::reconcile::controller::image_digest_of(&s.spec).map(str::to_string)
+        }),
         services: services
             .iter()
             .map(|s| ServiceStatus {
@@ -453,6 +458,7 @@ fn same_except_time(a: &ModelStatus, b: &ModelStatus) -> bool {
         deployment_id,
         deployment_time,
         image,
+        image_digest,
         services,
         tasks,
         warnings,
@@ -470,6 +476,7 @@ fn same_except_time(a: &ModelStatus, b: &ModelStatus) -> bool {
         && *deployment_id == b.deployment_id
         && *deployment_time == b.deployment_time
         && *image == b.image
+        && *image_digest == b.image_digest
         && *services == b.services
         && *tasks == b.tasks
         && *warnings == b.warnings

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Kinds of call, in the order metrics list them.
-pub const KINDS: [&str; 15] = [
+pub const KINDS: [&str; 16] = [
     "info",
     "list_services",
     "inspect_service",
@@ -28,6 +28,7 @@ pub const KINDS: [&str; 15] = [
     "create_object",
     "list_objects",
     "remove_object",
+    "image_digest",
 ];
 
 /// Wraps a swarm and counts every call made through it.
@@ -112,6 +113,10 @@ impl Swarm for CountingSwarm {
     fn events(&self) -> BoxStream<'static, Result<SwarmEvent, SwarmError>> {
         self.count(10);
         self.inner.events()
+    }
+    async fn image_digest(&self, image: &str) -> Result<String, SwarmError> {
+        self.count(15);
+        self.inner.image_digest(image).await
     }
     async fn object_id(&self, kind: ObjectKind, name: &str) -> Result<Option<String>, SwarmError> {
         self.count(11);

@@ -414,6 +414,10 @@ pub trait Swarm: Send + Sync {
     async fn network_id(&self, name: &str) -> Result<Option<String>, SwarmError>;
     /// Creates a network, returning its id.
     async fn create_network(&self, network: &NetworkRequest) -> Result<String, SwarmError>;
+    /// The digest (`sha256:...`) the registry holds for `image`'s tag, asked through
+    /// the engine's distribution endpoint with the image's registry credentials, as
+    /// `docker stack deploy --resolve-image` asks it.
+    async fn image_digest(&self, image: &str) -> Result<String, SwarmError>;
     /// Looks a secret or config up by its exact name, returning its id; `None` if missing.
     async fn object_id(&self, kind: ObjectKind, name: &str) -> Result<Option<String>, SwarmError>;
     /// Creates a secret or config, returning its id; a name taken is

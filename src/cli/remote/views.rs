@@ -98,6 +98,17 @@ pub fn describe(status: Option<&Status>, records: &[Record], now: f64, tz: &Time
                 or_none(status.source.as_deref().unwrap_or_default()),
             ),
             ("Message", or_none(&status.message)),
+            (
+                "Image",
+                or_none(status.image.as_deref().unwrap_or_default()),
+            ),
+            (
+                "Digest",
+                status
+                    .image_digest
+                    .clone()
+                    .unwrap_or_else(|| "(not pinned)".to_string()),
+            ),
         ]);
     } else {
         summary.push(("Phase", "no status: the model is not declared".to_string()));

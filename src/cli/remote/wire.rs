@@ -46,6 +46,9 @@ pub struct Status {
     /// Image of the first service.
     #[serde(default)]
     pub image: Option<String>,
+    /// The digest that image is pinned to.
+    #[serde(default)]
+    pub image_digest: Option<String>,
     /// Live services.
     #[serde(default, deserialize_with = "or_default")]
     pub services: Vec<Service>,

@@ -3,6 +3,7 @@
 use super::ServeConfig;
 use crate::cli::InstanceArgs;
 use crate::desired::units;
+use crate::reconcile::controller::{ImagePolicy, ResolveImage};
 use anyhow::Context;
 use clap::Args;
 use std::io::IsTerminal;
@@ -61,6 +62,11 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     token: Option<String>,
+    /// When image tags are resolved to digests and pinned in the service spec, as
+    /// `docker stack deploy --resolve-image` does: `changed` (on creates and image
+    /// changes), `always` (on every service write) or `never`.
+    #[arg(long, env = "MLMODEL_RESOLVE_IMAGE", value_enum, default_value_t = ResolveImage::Changed)]
+    resolve_image: ResolveImage,
     #[command(flatten)]
     instance: InstanceArgs,
 }
@@ -110,6 +116,9 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         resync: args.resync,
         concurrency: args.concurrency,
         token: args.token.filter(|t| !t.is_empty()),
+        images: ImagePolicy {
+            resolve: args.resolve_image,
+        },
     };
     super::limit_malloc_arenas();
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;

@@ -8,7 +8,7 @@ pub(crate) use flags::run;
 
 use crate::api::{self, ApiState, HealthProbe};
 use crate::desired::render::{Instance, Templates};
-use crate::reconcile::controller::{Controller, Parts, RunConfig};
+use crate::reconcile::controller::{Controller, ImagePolicy, Parts, RunConfig};
 use crate::sources::files::{ManifestWatcher, WatchConfig, WatcherHealth};
 use crate::sources::store::Store;
 use crate::swarm::docker::DockerSwarm;
@@ -39,6 +39,8 @@ pub struct ServeConfig {
     pub concurrency: usize,
     /// Bearer token required for API writes.
     pub token: Option<String>,
+    /// When images are pinned to digests, and whether tags are followed.
+    pub images: ImagePolicy,
 }
 
 /// Why `mlmodel serve` could not start; each message says what fixes it.
@@ -133,6 +135,7 @@ pub async fn serve(config: ServeConfig, shutdown: CancellationToken) -> Result<(
         files,
         instance: config.instance.clone(),
         templates,
+        images: config.images,
     });
     controller.set_manifests_dir(config.manifests.clone());
     if !config.manifests.is_dir() {

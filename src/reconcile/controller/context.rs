@@ -29,6 +29,8 @@ pub(super) struct Context {
     pub instance: Instance,
     /// The compiled templates.
     pub templates: Arc<Templates>,
+    /// When images are pinned to digests, and whether tags are followed.
+    pub images: super::ImagePolicy,
 }
 
 impl Context {

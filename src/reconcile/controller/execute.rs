@@ -38,7 +38,7 @@ impl Controller {
             Action::EnsureObject { object } => self.ensure_object(model, object).await?,
             Action::CreateService { spec } => {
                 let name = spec.name.as_deref().unwrap_or_default();
-                let spec = self.with_object_ids(spec)?;
+                let spec = self.pinned(model, self.with_object_ids(spec)?, None).await;
                 match self.cx.swarm.create_service(&spec).await {
                     Ok(id) => {
                         self.metrics.writes.fetch_add(1, Ordering::Relaxed);
@@ -92,7 +92,10 @@ impl Controller {
         reason: &str,
     ) -> Result<(), SwarmError> {
         let name = spec.name.as_deref().unwrap_or_default();
-        let sent = self.with_object_ids(spec)?;
+        let live = self.observed.get().services.get(id).cloned();
+        let sent = self
+            .pinned(model, self.with_object_ids(spec)?, live.as_deref())
+            .await;
         let mut version = version;
         let mut attempt = 0;
         loop {

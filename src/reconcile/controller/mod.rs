@@ -18,6 +18,7 @@
 mod context;
 pub mod decide;
 mod execute;
+mod images;
 mod memo;
 mod objects;
 mod pass;
@@ -36,6 +37,7 @@ use crate::swarm::{NetworkRequest, Swarm, SwarmError};
 use context::Context;
 pub use context::Declarations;
 pub use decide::{Decision, FileView, decide};
+pub use images::{ImagePolicy, ResolveImage, image_digest_of};
 use memo::Memo;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -92,6 +94,8 @@ pub struct Parts {
     pub instance: Instance,
     /// The compiled templates.
     pub templates: Arc<Templates>,
+    /// When images are pinned to digests, and whether tags are followed.
+    pub images: ImagePolicy,
 }
 
 /// Docker as the reconciler last found it: whether the event stream is connected, and
@@ -180,6 +184,7 @@ impl Controller {
                 declarations: Arc::new(Declarations::new(parts.files)),
                 instance: parts.instance,
                 templates: parts.templates,
+                images: parts.images,
             },
             observed: Arc::new(ObservedCache::default()),
             status: Arc::new(StatusCache::new()),

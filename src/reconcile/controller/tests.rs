@@ -61,6 +61,7 @@ impl Rig {
             files,
             instance: Instance::default(),
             templates: Arc::new(templates),
+            images: Default::default(),
         });
         controller.ensure_network().await.unwrap();
         Self {
@@ -821,4 +822,73 @@ async fn a_missing_external_secret_is_a_problem_the_status_names() {
     rig.converge().await;
     rig.controller.collect_objects().await;
     assert_eq!(secret_names(&rig.fake), ["team_token"]);
+}
+
+fn running_image(fake: &FakeSwarm, service: &str) -> String {
+    let spec = fake.service(service).unwrap().spec;
+    spec.task_template
+        .unwrap()
+        .container_spec
+        .unwrap()
+        .image
+        .unwrap()
+}
+
+#[tokio::test]
+async fn images_are_pinned_to_their_digest_when_the_image_changes_and_kept_otherwise() {
+    let rig = Rig::new().await;
+    let service = "mlmodel_m_mlmodel";
+    rig.fake
+        .push_image("mlmodel-test/static-http:1", "sha256:aaa");
+    write(rig.manifests.path(), "m.yml", &manifest("m", 1));
+    rig.rescan();
+    rig.converge().await;
+    assert_eq!(
+        running_image(&rig.fake, service),
+        "mlmodel-test/static-http:1@sha256:aaa"
+    );
+    let status = rig.status("m");
+    assert_eq!(status.image.as_deref(), Some("mlmodel-test/static-http:1"));
+    assert_eq!(status.image_digest.as_deref(), Some("sha256:aaa"));
+
+    // Converged: nothing is resolved again.
+    rig.fake.reset_calls();
+    rig.converge().await;
+    assert_eq!(rig.fake.calls_of(Op::ImageDigest), 0);
+    assert_eq!(rig.fake.writes(), 0);
+
+    // The tag moves, but a change that keeps the image keeps the digest (`changed`).
+    rig.fake
+        .push_image("mlmodel-test/static-http:1", "sha256:bbb");
+    write(rig.manifests.path(), "m.yml", &manifest("m", 2));
+    rig.rescan();
+    rig.converge().await;
+    assert_eq!(rig.replicas(service), Some(2));
+    assert_eq!(
+        running_image(&rig.fake, service),
+        "mlmodel-test/static-http:1@sha256:aaa"
+    );
+    assert_eq!(rig.fake.calls_of(Op::ImageDigest), 0);
+
+    // A new image is resolved; one no registry knows runs unpinned, as with the CLI.
+    rig.fake
+        .push_image("mlmodel-test/static-http:2", "sha256:ccc");
+    let two = manifest("m", 2).replace("static-http:1", "static-http:2");
+    write(rig.manifests.path(), "m.yml", &two);
+    rig.rescan();
+    rig.converge().await;
+    assert_eq!(
+        running_image(&rig.fake, service),
+        "mlmodel-test/static-http:2@sha256:ccc"
+    );
+    let unknown = two.replace("static-http:2", "static-http:3");
+    write(rig.manifests.path(), "m.yml", &unknown);
+    rig.rescan();
+    rig.converge().await;
+    assert_eq!(
+        running_image(&rig.fake, service),
+        "mlmodel-test/static-http:3"
+    );
+    assert_eq!(rig.status("m").image_digest, None);
+    assert_eq!(rig.status("m").phase, Phase::Available);
 }

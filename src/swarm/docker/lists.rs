@@ -116,6 +116,31 @@ impl Lister {
         }
     }
 
+    /// `GET` with an optional `X-Registry-Auth` header (see [`Lister::post_with_auth`]).
+    pub(crate) async fn get_with_auth(
+        &self,
+        path: &str,
+        registry_auth: Option<&str>,
+        operation: &str,
+        what: &str,
+    ) -> Result<Bytes, SwarmError> {
+        let failed = |err: reqwest::Error| SwarmError::Unreachable {
+            message: format!("failed to {operation} {what}: {}", super::error_chain(&err)),
+        };
+        let mut request = self.client.get(format!("{}{path}", self.base));
+        if let Some(auth) = registry_auth {
+            request = request.header("X-Registry-Auth", auth);
+        }
+        let response = request.send().await.map_err(failed)?;
+        let status = response.status();
+        let answer = response.bytes().await.map_err(failed)?;
+        if status.is_success() {
+            Ok(answer)
+        } else {
+            Err(refused_to(status.as_u16(), &answer, operation, what))
+        }
+    }
+
     async fn get(&self, path: &str, what: &str) -> Result<Bytes, SwarmError> {
         let failed = |err: reqwest::Error| SwarmError::Unreachable {
             message: format!("failed to list {what}: {}", super::error_chain(&err)),

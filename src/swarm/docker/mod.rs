@@ -69,6 +69,11 @@ impl DockerSwarm {
             .as_ref()
             .and_then(|t| t.container_spec.as_ref())
             .and_then(|c| c.image.as_deref())?;
+        self.auth_for(image)
+    }
+
+    /// The `X-Registry-Auth` header for `image`'s registry, if there are credentials.
+    fn auth_for(&self, image: &str) -> Option<String> {
         match self.credentials.for_image(image) {
             Ok(found) => found.map(|auth| auth.header()),
             Err(error) => {
@@ -247,6 +252,32 @@ impl Swarm for DockerSwarm {
             tracing::warn!(network = %network.name, warning = %created.warning, "docker warned");
         }
         Ok(created.id)
+    }
+
+    async fn image_digest(&self, image: &str) -> Result<String, SwarmError> {
+        #[derive(serde::Deserialize)]
+        struct Inspect {
+            #[serde(rename = "Descriptor")]
+            descriptor: Descriptor,
+        }
+        #[derive(serde::Deserialize)]
+        struct Descriptor {
+            digest: String,
+        }
+        let auth = self.auth_for(image);
+        let what = format!("image {image}");
+        let answer = self
+            .lists
+            .get_with_auth(
+                &format!("/distribution/{image}/json"),
+                auth.as_deref(),
+                "resolve the digest of",
+                &what,
+            )
+            .await?;
+        serde_json::from_slice::<Inspect>(&answer)
+            .map(|inspect| inspect.descriptor.digest)
+            .map_err(|err| super::undecodable(format!("resolve the digest of {what}"), &err))
     }
 
     async fn object_id(&self, kind: ObjectKind, name: &str) -> Result<Option<String>, SwarmError> {

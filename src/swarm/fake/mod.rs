@@ -71,6 +71,8 @@ pub enum Op {
     ListObjects,
     /// [`Swarm::remove_object`].
     RemoveObject,
+    /// [`Swarm::image_digest`].
+    ImageDigest,
 }
 
 impl Op {
@@ -92,6 +94,7 @@ impl Op {
             Self::CreateObject => "create_object",
             Self::ListObjects => "list_objects",
             Self::RemoveObject => "remove_object",
+            Self::ImageDigest => "image_digest",
         }
     }
 
@@ -140,6 +143,7 @@ impl FakeSwarm {
             services: BTreeMap::new(),
             networks: BTreeMap::new(),
             objects: BTreeMap::new(),
+            digests: HashMap::new(),
             info: SwarmInfo {
                 server_version: "fake".to_string(),
                 local_node_state: "active".to_string(),
@@ -297,6 +301,14 @@ impl FakeSwarm {
         Ok(())
     }
 
+    /// Makes the fake registry hold `image` (`name:tag`) at `digest`, as a push would;
+    /// an image it holds nothing for cannot be resolved.
+    pub fn push_image(&self, image: &str, digest: &str) {
+        self.lock()
+            .digests
+            .insert(image.to_string(), digest.to_string());
+    }
+
     /// Every secret and config, sorted by id, without counting a call.
     pub fn objects(&self) -> Vec<ListedObject> {
         self.lock().objects.values().cloned().collect()
@@ -439,6 +451,19 @@ impl Swarm for FakeSwarm {
             });
         }
         Ok(state.add_network(&network.name))
+    }
+
+    async fn image_digest(&self, image: &str) -> Result<String, SwarmError> {
+        let state = self.begin(Op::ImageDigest)?;
+        state
+            .digests
+            .get(image)
+            .cloned()
+            .ok_or_else(|| SwarmError::Api {
+                operation: format!("resolve the digest of image {image}"),
+                status: 500,
+                message: format!("manifest for {image} not found: manifest unknown"),
+            })
     }
 
     async fn object_id(&self, kind: ObjectKind, name: &str) -> Result<Option<String>, SwarmError> {

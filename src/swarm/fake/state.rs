@@ -26,6 +26,8 @@ pub(super) struct State {
     pub(super) networks: BTreeMap<String, String>,
     /// Secrets and configs by id.
     pub(super) objects: BTreeMap<String, ListedObject>,
+    /// What the fake registry holds: image (`name:tag`) to digest.
+    pub(super) digests: HashMap<String, String>,
     pub(super) info: SwarmInfo,
     pub(super) unreachable: bool,
     pub(super) failures: HashMap<Op, VecDeque<SwarmError>>,
