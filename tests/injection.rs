@@ -32,6 +32,7 @@ fn benign_spec() -> ModelSpec {
         template_file: "default.template.yml".into(),
         model_type: Some("default".into()),
         generic_resources: Default::default(),
+        follow_tag: None,
         extra_template_attributes: BTreeMap::new(),
     }
 }
@@ -73,6 +74,7 @@ fn identity() -> Identity {
     Identity {
         deployment_id: "0123456789abcdef0123456789abcdef".into(),
         deployment_time: 1.5,
+        image_digest: None,
     }
 }
 
@@ -234,6 +236,7 @@ proptest! {
             deployment_id: identity().deployment_id,
             deployment_time: 1.5,
             rendered_template: String::new(),
+            image_digest: None,
         };
         let text = templates.render(&record, &Instance::default()).unwrap();
         let rendered: Yaml = serde_yaml::from_str(&text).map_err(|e| TestCaseError::fail(format!("{e}: {text}")))?;

@@ -61,6 +61,33 @@ fn push_private(config: &Path, registry: &str, name: &str) -> String {
     image
 }
 
+/// Builds another image under `image`'s name: the test image with one more label, so its
+/// bits (and digest) differ. The legacy builder needs no buildx plugin.
+fn retrain(config: &Path, image: &str) {
+    let mut child = Command::new("docker")
+        .arg("--config")
+        .arg(config)
+        .args(["build", "-q", "-t", image, "-"])
+        .env("DOCKER_BUILDKIT", "0")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the docker CLI runs");
+    if let Some(mut input) = child.stdin.take() {
+        use std::io::Write;
+        input
+            .write_all(b"FROM mlmodel-test/static-http:1\nLABEL mlmodel.test.retrained=\"2\"\n")
+            .expect("stdin");
+    }
+    let output = child.wait_with_output().expect("docker finishes");
+    assert!(
+        output.status.success(),
+        "docker build failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 /// The digest the registry serves for `image`'s tag (its `Docker-Content-Digest`).
 fn registry_digest(registry: &str, password: &str, image: &str) -> String {
     let (repository, tag) = image
@@ -186,5 +213,76 @@ fn a_private_image_runs_with_the_login_of_mlmodels_host_and_without_it_the_statu
             .as_str()
             .is_some_and(|m| m.starts_with(&format!("No such image: {without_login}"))),
         "{status}"
+    );
+}
+
+#[test]
+fn a_model_following_its_tag_is_redeployed_when_the_tag_is_pushed_again() {
+    if tokio::runtime::Runtime::new()
+        .expect("runtime")
+        .block_on(common::swarm())
+        .is_none()
+    {
+        return;
+    }
+    let registry = registry_address();
+    let Ok(password) = std::fs::read_to_string(registry_state().join("password")) else {
+        skip_or_fail("no test registry: scripts/registry-up.sh starts one");
+        return;
+    };
+    if std::net::TcpStream::connect(&registry).is_err() {
+        skip_or_fail(&format!(
+            "the test registry at {registry} does not answer: scripts/registry-up.sh starts it"
+        ));
+        return;
+    }
+    let login = tempfile::tempdir().expect("temp dir");
+    docker_with(
+        login.path(),
+        &["login", &registry, "-u", "mlmodel", "--password-stdin"],
+        Some(password.trim()),
+    );
+    let image = push_private(login.path(), &registry, &unique_name("follow"));
+    let first = registry_digest(&registry, password.trim(), &image);
+    let config = login.path().to_string_lossy().into_owned();
+    let server = Server::start_with_env(
+        &unique_name("follow"),
+        &["--resync", "2s"],
+        &[("DOCKER_CONFIG", config.as_str())],
+    );
+    server.write_manifest(
+        "private.yml",
+        &format!("{}follow_tag: true\n", manifest(&image)),
+    );
+    server.wait_for("the model to run pinned", Duration::from_secs(120), || {
+        server
+            .status("private")
+            .is_some_and(|s| s["phase"] == "Available" && s["image_digest"] == first.as_str())
+    });
+    assert_eq!(server.history_len("private"), 1);
+
+    // Retrained: another image pushed under the same tag.
+    retrain(login.path(), &image);
+    docker_with(login.path(), &["push", &image], None);
+    docker_with(login.path(), &["rmi", &image], None);
+    let second = registry_digest(&registry, password.trim(), &image);
+    assert_ne!(first, second, "the retrained image has other bits");
+    server.wait_for(
+        "the model to be redeployed at the new digest",
+        Duration::from_secs(120),
+        || {
+            server
+                .status("private")
+                .is_some_and(|s| s["phase"] == "Available" && s["image_digest"] == second.as_str())
+        },
+    );
+    assert_eq!(server.history_len("private"), 2, "the move is recorded");
+    let (_, records) = server.get("/private");
+    let latest = &records[0];
+    assert_eq!(latest["image_digest"], second.as_str(), "{latest}");
+    assert_eq!(
+        latest["image"],
+        image.as_str(),
+        "the declared tag is kept: {latest}"
     );
 }

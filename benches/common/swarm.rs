@@ -111,6 +111,7 @@ pub fn specs(instance: &str, models: &[String], scale: u64) -> Vec<ServiceSpec> 
             let identity = Identity {
                 deployment_id: record::new_deployment_id(),
                 deployment_time: record::now_unix_seconds(),
+                image_digest: None,
             };
             let desired = pipeline
                 .build(spec, identity, &mlmodel::desired::record::Source::Api)

@@ -275,6 +275,7 @@ async fn record_deployment(
     let identity = Identity {
         deployment_id: record::new_deployment_id(),
         deployment_time: record::now_unix_seconds(),
+        image_digest: None,
     };
     let desired = state
         .readers

@@ -38,6 +38,8 @@ pub struct Identity {
     pub deployment_id: String,
     /// Unix seconds with fraction.
     pub deployment_time: f64,
+    /// The digest the image's tag had moved to, for a deployment that follows it.
+    pub image_digest: Option<String>,
 }
 
 impl Pipeline<'_> {
@@ -84,6 +86,7 @@ impl Pipeline<'_> {
             deployment_id: identity.deployment_id,
             deployment_time: identity.deployment_time,
             rendered_template: String::new(),
+            image_digest: identity.image_digest,
         };
         let template = record.spec.template_file.clone();
         record.rendered_template = self
@@ -116,6 +119,9 @@ impl Pipeline<'_> {
         for service in &mut stack.services {
             let service_labels = service.labels.get_or_insert_with(Default::default);
             service_labels.insert(labels::RECORD.to_string(), carried.clone());
+            if let Some(digest) = &record.image_digest {
+                pin_image(service, &record.spec.image, digest);
+            }
         }
         stack.stamp(&Ownership {
             instance: &self.instance.name,
@@ -152,6 +158,21 @@ fn check_service_name_lengths(
         .map_err(|e| vec![FieldError::new("name", e.to_string())])
 }
 
+/// Pins the model's image in `service` to `digest` (a deployment that followed its tag
+/// to that digest); a service of the template that runs another image is left alone.
+fn pin_image(service: &mut bollard::models::ServiceSpec, image: &str, digest: &str) {
+    let container = service
+        .task_template
+        .as_mut()
+        .and_then(|t| t.container_spec.as_mut());
+    if let Some(container) = container
+        && container.image.as_deref() == Some(image)
+        && !image.contains('@')
+    {
+        container.image = Some(format!("{}@{digest}", naming::with_tag(image)));
+    }
+}
+
 /// A deterministic stand-in identity for offline renders: the same spec always renders
 /// the same way. The server assigns a random id to each real deployment.
 pub fn offline_identity(spec: &ModelSpec) -> Identity {
@@ -161,5 +182,6 @@ pub fn offline_identity(spec: &ModelSpec) -> Identity {
     Identity {
         deployment_id,
         deployment_time: 0.0,
+        image_digest: None,
     }
 }

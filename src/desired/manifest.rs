@@ -364,6 +364,7 @@ pub fn read_spec(
         template_file,
         model_type,
         generic_resources: fields.counts("generic_resources"),
+        follow_tag: fields.flag("follow_tag"),
         extra_template_attributes: fields.attributes("extra_template_attributes"),
     };
     if fields.errors.is_empty() {
@@ -390,6 +391,19 @@ impl Fields {
                 let message = format!("expected a string, found {}", kind(other));
                 self.errors.push(FieldError::new(field, message));
                 String::new()
+            }
+        }
+    }
+
+    /// An optional boolean: `true` or `false`.
+    fn flag(&mut self, field: &str) -> Option<bool> {
+        match self.map.get(field) {
+            None | Some(Yaml::Null) => None,
+            Some(Yaml::Bool(b)) => Some(*b),
+            Some(other) => {
+                let message = format!("expected true or false, found {}", yaml_inline(other));
+                self.errors.push(FieldError::new(field, message));
+                None
             }
         }
     }

@@ -78,6 +78,11 @@ pub struct ModelSpec {
     /// empty, so records and spec hashes from before the field are unchanged.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub generic_resources: BTreeMap<String, u64>,
+    /// Whether a resync that finds the image's tag moved to a new digest rolls the
+    /// model out to it, as a new deployment; `None` follows the server's
+    /// `--follow-tags`. Left out of the record when not set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub follow_tag: Option<bool>,
     /// Extra variables for the template, merged at its top level.
     pub extra_template_attributes: BTreeMap<String, Json>,
 }
@@ -100,6 +105,7 @@ pub const SPEC_FIELDS: &[&str] = &[
     "template_file",
     "model_type",
     "generic_resources",
+    "follow_tag",
     "extra_template_attributes",
 ];
 
@@ -150,6 +156,10 @@ pub struct DeploymentRecord {
     /// The compose stack the template rendered for this deployment.
     #[serde(default)]
     pub rendered_template: String,
+    /// The digest the image's tag had moved to when a resync followed it (see
+    /// `follow_tag`): the deployment runs `image@digest`. Left out when not set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_digest: Option<String>,
 }
 
 /// A fresh deployment id: a random UUID as 32 lowercase hex characters.
@@ -246,11 +256,13 @@ mod tests {
                 template_file: "default.template.yml".into(),
                 model_type: Some("default".into()),
                 generic_resources: Default::default(),
+                follow_tag: None,
                 extra_template_attributes: BTreeMap::new(),
             },
             deployment_id: new_deployment_id(),
             deployment_time: 1586932393.268678,
             rendered_template: String::new(),
+            image_digest: None,
         };
         let json = serde_json::to_value(&record).unwrap();
         let keys: Vec<&str> = json
@@ -259,16 +271,19 @@ mod tests {
             .keys()
             .map(String::as_str)
             .collect();
-        // generic_resources is written only when set, so that records (and the spec
-        // hashes of services) from before the field are unchanged.
+        // generic_resources, follow_tag and image_digest are written only when set, so
+        // that records (and the spec hashes of services) from before them are unchanged.
+        let only_when_set = ["generic_resources", "follow_tag", "image_digest"];
         for field in SPEC_FIELDS
             .iter()
             .chain(&SERVER_FIELDS[..3])
-            .filter(|f| **f != "generic_resources")
+            .filter(|f| !only_when_set.contains(f))
         {
             assert!(keys.contains(field), "missing {field} in {keys:?}");
         }
-        assert!(!keys.contains(&"generic_resources"));
+        for field in only_when_set {
+            assert!(!keys.contains(&field), "{field} written while unset");
+        }
         let mut with_gpu = record.clone();
         with_gpu
             .spec

@@ -365,6 +365,7 @@ mod tests {
             deployment_id: "0123456789abcdef0123456789abcdef".into(),
             deployment_time: 1586932393.268678,
             rendered_template: String::new(),
+            image_digest: None,
         }
     }
 

@@ -239,6 +239,7 @@ pub(crate) mod tests {
             template_file: defaults::TEMPLATE_FILE.into(),
             model_type: Some("default".into()),
             generic_resources: Default::default(),
+            follow_tag: None,
             extra_template_attributes: BTreeMap::new(),
         }
     }

@@ -155,6 +155,7 @@ mod tests {
             build_id: "b2".into(),
             run_id: "r1".into(),
             generic_resources: Default::default(),
+            follow_tag: None,
             extra_template_attributes: BTreeMap::from([("team".into(), json!("search"))]),
             ..crate::desired::validate::tests::good_spec()
         }

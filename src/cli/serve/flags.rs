@@ -67,6 +67,10 @@ pub struct ServeArgs {
     /// changes), `always` (on every service write) or `never`.
     #[arg(long, env = "MLMODEL_RESOLVE_IMAGE", value_enum, default_value_t = ResolveImage::Changed)]
     resolve_image: ResolveImage,
+    /// Follow image tags: at each resync, a model whose tag has moved to a new digest is
+    /// rolled out to it as a new deployment (a model's `follow_tag` overrides this).
+    #[arg(long, env = "MLMODEL_FOLLOW_TAGS")]
+    follow_tags: bool,
     #[command(flatten)]
     instance: InstanceArgs,
 }
@@ -118,6 +122,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         token: args.token.filter(|t| !t.is_empty()),
         images: ImagePolicy {
             resolve: args.resolve_image,
+            follow_tags: args.follow_tags,
         },
     };
     super::limit_malloc_arenas();

@@ -91,6 +91,9 @@ pub struct Service {
     pub entrypoint: Option<Vec<String>>,
     /// Environment; `None` is a name without a value (`- FOO`, `FOO: null`).
     pub environment: BTreeMap<String, Option<String>>,
+    /// Files of `KEY=value` lines read before `environment`, which overrides them; paths
+    /// as written (relative to the templates directory).
+    pub env_file: Vec<String>,
     /// Container labels (service-level `labels`).
     pub labels: BTreeMap<String, String>,
     /// User to run as.
@@ -360,6 +363,17 @@ fn read_service(r: &mut Reader, version: Version, path: &str, value: &Value) -> 
             "command" => service.command = read_command(r, &p, v),
             "entrypoint" => service.entrypoint = read_command(r, &p, v),
             "environment" => service.environment = read_environment(r, &p, v),
+            "env_file" => {
+                service.env_file = container::read_string_or_list(r, &p, v).unwrap_or_default()
+            }
+            "oom_score_adj" => {
+                if requires(r, version, &p, 13) && r.number(&p, v).is_some() {
+                    r.warn(
+                        &p,
+                        "ignored: services on this engine's API (1.41) have no OOM score adjustment (the API has it from 1.46)",
+                    );
+                }
+            }
             "labels" => service.labels = read_labels(r, &p, v),
             "user" => service.user = r.string(&p, v),
             "working_dir" => service.working_dir = r.string(&p, v),

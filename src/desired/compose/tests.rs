@@ -920,3 +920,19 @@ fn secret_and_config_problems_name_their_path() {
         ]
     );
 }
+
+#[test]
+fn oom_score_adj_is_accepted_with_a_warning_from_version_3_13() {
+    let file =
+        parse("version: \"3.13\"\nservices:\n  web:\n    image: nginx\n    oom_score_adj: -100\n");
+    assert_eq!(file.warnings.len(), 1);
+    assert_eq!(file.warnings[0].path, "services.web.oom_score_adj");
+    let found =
+        errors("version: \"3.12\"\nservices:\n  web:\n    image: nginx\n    oom_score_adj: 1\n");
+    assert_eq!(
+        found,
+        [
+            "services.web.oom_score_adj: requires compose file version 3.13 or later; this file declares version 3.12"
+        ]
+    );
+}

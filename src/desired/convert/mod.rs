@@ -11,6 +11,7 @@
 //! stack's `default` network, which is then created like any stack network.
 
 mod container;
+mod env_file;
 mod networks;
 pub mod objects;
 mod service;
@@ -41,10 +42,11 @@ pub fn convert_stack(
     let objects = objects::plan(stack_name, compose, files, &mut errors, &mut warnings);
     let mut services = Vec::with_capacity(compose.services.len());
     for (key, service) in &compose.services {
+        let service = env_file::merged(key, service, files, &mut errors);
         if let Some(spec) = service::convert(
             stack_name,
             key,
-            service,
+            &service,
             &plan,
             &objects,
             &compose.volumes,

@@ -784,3 +784,34 @@ fn files_in_a_directory_stay_inside_it() {
     assert!(files.read("link").unwrap_err().contains("symbolic link"));
     assert!(NoFiles.read("x").unwrap_err().contains("--templates"));
 }
+
+#[test]
+fn env_files_are_merged_under_the_environment_and_their_problems_named() {
+    let files = BTreeMap::from([
+        ("base.env".to_string(), b"A=1\nB=2\nBARE\n".to_vec()),
+        ("more.env".to_string(), b"B=3\nC=4\n".to_vec()),
+        ("bad.env".to_string(), b"no name\n".to_vec()),
+    ]);
+    let yaml = "services:\n  web:\n    image: nginx:1\n    env_file: [base.env, more.env]\n    environment:\n      C: 5\n      D: null\n";
+    let stack = convert_yaml("s", yaml, &files).unwrap();
+    let env = task(&stack.services[0])
+        .container_spec
+        .as_ref()
+        .unwrap()
+        .env
+        .clone()
+        .unwrap();
+    assert_eq!(env, ["A=1", "B=3", "C=5", "D"]);
+    let broken = "services:\n  web:\n    image: nginx:1\n    env_file:\n      - bad.env\n      - missing.env\n";
+    let found: Vec<String> = convert_yaml("s", broken, &files)
+        .unwrap_err()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert!(found[0].starts_with("services.web.env_file[0]: invalid env file \"bad.env\": variable \"no name\" contains whitespaces"), "{found:?}");
+    assert!(
+        found[1].starts_with("services.web.env_file[1]: cannot read \"missing.env\""),
+        "{found:?}"
+    );
+}

@@ -50,6 +50,7 @@ impl Context {
         let identity = Identity {
             deployment_id: entry.record.deployment_id.clone(),
             deployment_time: entry.record.deployment_time,
+            image_digest: entry.record.image_digest.clone(),
         };
         self.pipeline()
             .build(entry.record.spec.clone(), identity, &entry.source)

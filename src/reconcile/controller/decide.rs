@@ -185,6 +185,7 @@ mod tests {
             deployment_id: "d1".into(),
             deployment_time: 1.0,
             rendered_template: String::new(),
+            image_digest: None,
         }
     }
 

@@ -30,6 +30,8 @@ pub enum ResolveImage {
 pub struct ImagePolicy {
     /// When tags are resolved.
     pub resolve: ResolveImage,
+    /// Whether a model that does not say (`follow_tag`) follows its tag to new digests.
+    pub follow_tags: bool,
 }
 
 /// The image a spec runs ("" if none).

@@ -13,6 +13,8 @@
 
 use super::Controller;
 use super::decide::{Decision, decide};
+use super::images::{self, ResolveImage};
+use crate::desired::naming;
 use crate::desired::record::{self, DeploymentRecord, HistoryEntry, Source};
 use crate::desired::{Desired, Identity};
 use crate::reconcile::observe::Observed;
@@ -20,10 +22,10 @@ use crate::reconcile::plan::{self, Action, Intent, Observation, Plan};
 use crate::reconcile::problem::Problem;
 use crate::reconcile::queue::Outcome;
 use crate::reconcile::status::{self, Applied, Verdict};
-use crate::swarm::ObservedService;
+use crate::swarm::{ObservedService, UpdateState};
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 /// What a model is converged to: its stack (none: remove its services), and the verdict
 /// so far.
@@ -114,16 +116,21 @@ impl Controller {
             .resolve(name, decide(&file, latest.as_ref(), stopped, owned))
             .await
         {
-            Resolved::Apply(entry) => match self.memo.desired_for(&self.cx, &entry) {
-                Ok(desired) => Ok(Target {
-                    verdict: Verdict {
-                        warnings: desired.stack.warnings.clone(),
-                        ..Verdict::applying(&entry)
-                    },
-                    desired: Some(desired),
-                }),
-                Err(problem) => Err(Stop::Report(Verdict::failed(problem, false), Outcome::Done)),
-            },
+            Resolved::Apply(entry) => {
+                let entry = self.followed(name, &entry, owned).await.unwrap_or(entry);
+                match self.memo.desired_for(&self.cx, &entry) {
+                    Ok(desired) => Ok(Target {
+                        verdict: Verdict {
+                            warnings: desired.stack.warnings.clone(),
+                            ..Verdict::applying(&entry)
+                        },
+                        desired: Some(desired),
+                    }),
+                    Err(problem) => {
+                        Err(Stop::Report(Verdict::failed(problem, false), Outcome::Done))
+                    }
+                }
+            }
             Resolved::Absent => Ok(Target {
                 desired: None,
                 verdict: Verdict::absent(latest.is_some()),
@@ -136,6 +143,63 @@ impl Controller {
                 Verdict::failed(problem, false),
                 Outcome::Retry,
             )),
+        }
+    }
+
+    /// A new deployment of `entry` at the digest its image's tag has moved to, if the
+    /// model follows its tag (`follow_tag`, else `--follow-tags`), runs at rest pinned
+    /// to another digest, and was not already deployed at this one.
+    async fn followed(
+        &self,
+        name: &str,
+        entry: &Arc<HistoryEntry>,
+        owned: &[&ObservedService],
+    ) -> Option<Arc<HistoryEntry>> {
+        let record = &entry.record;
+        let spec = &record.spec;
+        let follows = spec.follow_tag.unwrap_or(self.cx.images.follow_tags);
+        if !follows || self.cx.images.resolve == ResolveImage::Never || spec.image.contains('@') {
+            return None;
+        }
+        let tagged = naming::with_tag(&spec.image);
+        let main = owned.iter().find(|s| {
+            images::image_of(&s.spec)
+                .split_once('@')
+                .is_some_and(|(running, _)| naming::with_tag(running) == tagged)
+        })?;
+        // A rollout in flight, paused or rolled back is left as it is.
+        if main
+            .update_state
+            .as_ref()
+            .is_some_and(|u| !matches!(u, UpdateState::Completed))
+        {
+            return None;
+        }
+        let running = images::image_digest_of(&main.spec)?;
+        let digest = match self.cx.swarm.image_digest(&tagged).await {
+            Ok(digest) => digest,
+            Err(error) => {
+                debug!(model = name, image = %tagged, %error, "cannot ask the registry whether the tag moved");
+                return None;
+            }
+        };
+        if digest == running || record.image_digest.as_deref() == Some(digest.as_str()) {
+            return None;
+        }
+        info!(model = name, image = %tagged, from = running, to = %digest, "the image's tag moved to a new digest: deploying it");
+        let identity = Identity {
+            deployment_id: record::new_deployment_id(),
+            deployment_time: record::now_unix_seconds(),
+            image_digest: Some(digest),
+        };
+        let desired = self
+            .cx
+            .pipeline()
+            .build(spec.clone(), identity, &entry.source)
+            .ok()?;
+        match self.append(desired.record, entry.source.clone()).await {
+            Resolved::Apply(next) => Some(next),
+            _ => None,
         }
     }
 
@@ -153,6 +217,7 @@ impl Controller {
                 let identity = Identity {
                     deployment_id: record::new_deployment_id(),
                     deployment_time: record::now_unix_seconds(),
+                    image_digest: None,
                 };
                 match self.cx.pipeline().build(spec, identity, &source) {
                     Ok(desired) => self.append(desired.record, source).await,

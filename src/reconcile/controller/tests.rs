@@ -538,6 +538,7 @@ impl Rig {
                 Identity {
                     deployment_id: record::new_deployment_id(),
                     deployment_time: 1.0,
+                    image_digest: None,
                 },
                 &Source::Api,
             )
@@ -891,4 +892,64 @@ async fn images_are_pinned_to_their_digest_when_the_image_changes_and_kept_other
     );
     assert_eq!(rig.status("m").image_digest, None);
     assert_eq!(rig.status("m").phase, Phase::Available);
+}
+
+#[tokio::test]
+async fn a_model_that_follows_its_tag_is_redeployed_when_the_tag_moves_and_others_stay() {
+    let rig = Rig::new().await;
+    rig.fake
+        .push_image("mlmodel-test/static-http:1", "sha256:aaa");
+    let follower = format!("{}follow_tag: true\n", manifest("follower", 1));
+    write(rig.manifests.path(), "follower.yml", &follower);
+    write(rig.manifests.path(), "stayer.yml", &manifest("stayer", 1));
+    rig.rescan();
+    rig.converge().await;
+    let pinned = |digest: &str| format!("mlmodel-test/static-http:1@{digest}");
+    assert_eq!(
+        running_image(&rig.fake, "mlmodel_follower_mlmodel"),
+        pinned("sha256:aaa")
+    );
+    let history = |name: &str| rig.controller.store().history(name, 10).len();
+    assert_eq!(history("follower"), 1);
+
+    // Unmoved: asked, nothing recorded or written.
+    rig.fake.reset_calls();
+    rig.converge().await;
+    assert!(
+        rig.fake.calls_of(Op::ImageDigest) > 0,
+        "a follower asks at each reconcile"
+    );
+    assert_eq!(rig.fake.writes(), 0);
+    assert_eq!(history("follower"), 1);
+
+    // Retrained and pushed again under the same tag.
+    rig.fake
+        .push_image("mlmodel-test/static-http:1", "sha256:bbb");
+    rig.converge().await;
+    assert_eq!(
+        running_image(&rig.fake, "mlmodel_follower_mlmodel"),
+        pinned("sha256:bbb")
+    );
+    assert_eq!(history("follower"), 2, "the move is a new deployment");
+    let latest = rig.controller.store().latest("follower").unwrap().unwrap();
+    assert_eq!(latest.record.image_digest.as_deref(), Some("sha256:bbb"));
+    assert_eq!(
+        latest.record.spec.image, "mlmodel-test/static-http:1",
+        "the declared tag is kept"
+    );
+    assert_eq!(
+        rig.status("follower").image_digest.as_deref(),
+        Some("sha256:bbb")
+    );
+    assert_eq!(
+        running_image(&rig.fake, "mlmodel_stayer_mlmodel"),
+        pinned("sha256:aaa")
+    );
+    assert_eq!(history("stayer"), 1);
+
+    // Converged on the new digest: no further deployment.
+    rig.fake.reset_calls();
+    rig.converge().await;
+    assert_eq!(history("follower"), 2);
+    assert_eq!(rig.fake.writes(), 0);
 }

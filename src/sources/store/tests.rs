@@ -23,6 +23,7 @@ fn record(name: &str, build_id: &str) -> DeploymentRecord {
             template_file: "default.template.yml".into(),
             model_type: Some("default".into()),
             generic_resources: Default::default(),
+            follow_tag: None,
             extra_template_attributes: BTreeMap::from([
                 (
                     "env".to_string(),
@@ -34,6 +35,7 @@ fn record(name: &str, build_id: &str) -> DeploymentRecord {
         deployment_id: new_deployment_id(),
         deployment_time: 1586932393.268678,
         rendered_template: "version: \"3.7\"\nservices:\n  app:\n    image: x\n".into(),
+        image_digest: None,
     }
 }
 
