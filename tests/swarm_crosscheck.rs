@@ -260,6 +260,27 @@ fn object_names(stack: &StackSpec) -> HashMap<String, String> {
 /// A service spec with its secret and config references named as Docker names them
 /// (through `names`) and without ids, which every deployment allocates anew.
 fn docker_object_names(mut spec: Value, names: &HashMap<String, String>) -> Value {
+    // A credential spec read from a config names it by id (Docker's side) or by
+    // mlmodel's name (ours, until the write): both become Docker's name.
+    let by_id: HashMap<String, String> = spec
+        .pointer("/TaskTemplate/ContainerSpec/Configs")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|r| {
+            Some((
+                r["ConfigID"].as_str()?.to_string(),
+                r["ConfigName"].as_str()?.to_string(),
+            ))
+        })
+        .collect();
+    if let Some(config) =
+        spec.pointer_mut("/TaskTemplate/ContainerSpec/Privileges/CredentialSpec/Config")
+        && let Some(current) = config.as_str().map(str::to_string)
+    {
+        let name = by_id.get(&current).cloned().unwrap_or(current);
+        *config = json!(names.get(&name).cloned().unwrap_or(name));
+    }
     for (list, name_key, id_key) in [
         ("Secrets", "SecretName", "SecretID"),
         ("Configs", "ConfigName", "ConfigID"),

@@ -260,6 +260,17 @@ pub fn with_object_ids(
         config.config_id =
             Some(id_of(ObjectKind::Config, &name).ok_or((ObjectKind::Config, name))?);
     }
+    // A credential spec read from a config names it by id, like the references.
+    let credential = container
+        .privileges
+        .as_mut()
+        .and_then(|p| p.credential_spec.as_mut());
+    if let Some(credential) = credential
+        && let Some(name) = credential.config.clone().filter(|name| !name.is_empty())
+    {
+        credential.config =
+            Some(id_of(ObjectKind::Config, &name).ok_or((ObjectKind::Config, name))?);
+    }
     Ok(spec)
 }
 

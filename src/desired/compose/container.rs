@@ -31,6 +31,8 @@ pub struct Logging {
 /// The `credential_spec` section (Windows gMSA).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CredentialSpec {
+    /// The key of a top-level config holding the spec (3.8).
+    pub config: Option<String>,
     /// A credential spec file on the node.
     pub file: Option<String>,
     /// A registry value holding the spec.
@@ -157,26 +159,46 @@ pub fn read_isolation(r: &mut Reader, path: &str, value: &Value) -> Option<Strin
     }
 }
 
-/// `credential_spec`: at most one of `file` and `registry`.
-pub fn read_credential_spec(r: &mut Reader, path: &str, value: &Value) -> Option<CredentialSpec> {
+/// `credential_spec`: at most one of `config` (3.8), `file` and `registry`.
+pub fn read_credential_spec(
+    r: &mut Reader,
+    config_allowed: bool,
+    path: &str,
+    value: &Value,
+) -> Option<CredentialSpec> {
     let mut spec = CredentialSpec::default();
     for (key, v) in r.mapping(path, value)? {
         let p = child(path, &key);
         match key.as_str() {
-            "file" => spec.file = r.string(&p, v),
-            "registry" => spec.registry = r.string(&p, v),
+            "config" if config_allowed => spec.config = r.string(&p, v),
             "config" => r.error(
                 &p,
-                "not supported: a credential spec from a swarm config; use file or registry",
+                "requires compose file version 3.8 or later; this file declares an earlier one",
             ),
+            "file" => spec.file = r.string(&p, v),
+            "registry" => spec.registry = r.string(&p, v),
             _ => r.error(&p, "not supported"),
         }
     }
-    if spec.file.is_some() && spec.registry.is_some() {
-        r.error(
+    // Docker's words, which name the fields as the API spells them.
+    let given: Vec<&str> = [
+        (spec.config.is_some(), "\"Config\""),
+        (spec.file.is_some(), "\"File\""),
+        (spec.registry.is_some(), "\"Registry\""),
+    ]
+    .into_iter()
+    .filter_map(|(set, name)| set.then_some(name))
+    .collect();
+    match given.as_slice() {
+        [a, b] => r.error(
             path,
-            "invalid credential spec: cannot specify both \"File\" and \"Registry\"",
-        );
+            format!("invalid credential spec: cannot specify both {a} and {b}"),
+        ),
+        [a, b, c] => r.error(
+            path,
+            format!("invalid credential spec: cannot specify both {a}, {b}, and {c}"),
+        ),
+        _ => {}
     }
     Some(spec)
 }

@@ -404,7 +404,8 @@ fn read_service(r: &mut Reader, version: Version, path: &str, value: &Value) -> 
             "logging" => service.logging = container::read_logging(r, &p, v),
             "credential_spec" => {
                 if requires(r, version, &p, 3) {
-                    service.credential_spec = container::read_credential_spec(r, &p, v);
+                    service.credential_spec =
+                        container::read_credential_spec(r, version.minor >= 8, &p, v);
                 }
             }
             "secrets" => {

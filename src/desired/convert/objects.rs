@@ -129,6 +129,11 @@ pub fn plan(
                 .iter()
                 .map(|r| (ObjectKind::Config, r.source.as_str())),
         );
+        let credential = service
+            .credential_spec
+            .as_ref()
+            .and_then(|c| c.config.as_deref());
+        used.extend(credential.map(|key| (ObjectKind::Config, key)));
     }
     let mut plan = ObjectPlan::default();
     for kind in [ObjectKind::Secret, ObjectKind::Config] {
@@ -257,15 +262,17 @@ pub fn secrets(
     (!refs.is_empty()).then_some(refs)
 }
 
-/// The config references of the service `key`, sorted as Docker sorts them.
+/// The config references of the service `key`, sorted as Docker sorts them, with the
+/// runtime reference of a credential spec read from the config `credential` (its key).
 pub fn configs(
     key: &str,
     references: &[FileReference],
+    credential: Option<&str>,
     plan: &ObjectPlan,
     errors: &mut Vec<ComposeError>,
 ) -> Option<Vec<TaskSpecContainerSpecConfigs>> {
     let resolved = resolve(key, ObjectKind::Config, references, plan, errors);
-    let refs: Vec<_> = resolved
+    let mut refs: Vec<_> = resolved
         .into_iter()
         .map(|(name, file)| TaskSpecContainerSpecConfigs {
             file: Some(TaskSpecContainerSpecFile1 {
@@ -279,7 +286,45 @@ pub fn configs(
             config_name: Some(name),
         })
         .collect();
+    if let Some(name) = credential.and_then(|c| credential_config(key, c, plan, errors)) {
+        // After the file references of the same name, as the CLI lists them.
+        refs.push(TaskSpecContainerSpecConfigs {
+            file: None,
+            runtime: Some(Default::default()),
+            config_id: None,
+            config_name: Some(name),
+        });
+        refs.sort_by(|a, b| a.config_name.cmp(&b.config_name));
+    }
     (!refs.is_empty()).then_some(refs)
+}
+
+/// The name of the config a credential spec reads (`credential_spec.config`, a key); the
+/// spec itself holds the name until the config's id is known at write time.
+pub fn credential_config(
+    key: &str,
+    credential: &str,
+    plan: &ObjectPlan,
+    errors: &mut Vec<ComposeError>,
+) -> Option<String> {
+    let name = plan
+        .names
+        .get(&(ObjectKind::Config, credential.to_string()))
+        .cloned();
+    if name.is_none() {
+        let declared = errors
+            .iter()
+            .any(|e| e.path.starts_with(&format!("configs.{credential}")));
+        if !declared {
+            errors.push(ComposeError {
+                path: format!("services.{key}.credential_spec.config"),
+                message: format!(
+                    "undefined config {credential:?}: declare it under the top-level configs"
+                ),
+            });
+        }
+    }
+    name
 }
 
 /// A reference's file in the container, defaults filled in.

@@ -59,7 +59,16 @@ pub fn convert(
     let attachments = attachments(key, service, networks);
     let mounts = container::mounts(stack_name, key, service, volumes, errors);
     let secrets = objects::secrets(key, &service.secrets, files, errors);
-    let configs = objects::configs(key, &service.configs, files, errors);
+    let credential = service
+        .credential_spec
+        .as_ref()
+        .and_then(|c| c.config.as_deref());
+    let configs = objects::configs(key, &service.configs, credential, files, errors);
+    let credential_config = configs
+        .iter()
+        .flatten()
+        .find(|r| r.runtime.is_some())
+        .and_then(|r| r.config_name.clone());
     if errors.len() > before {
         return None;
     }
@@ -71,12 +80,15 @@ pub fn convert(
         name: Some(scope(stack_name, key)),
         labels: Some(service_labels),
         task_template: Some(TaskSpec {
-            container_spec: Some(TaskSpecContainerSpec {
-                mounts,
-                secrets,
-                configs,
-                ..container_spec(stack_name, service)
-            }),
+            container_spec: Some(with_credential_config(
+                TaskSpecContainerSpec {
+                    mounts,
+                    secrets,
+                    configs,
+                    ..container_spec(stack_name, service)
+                },
+                credential_config,
+            )),
             resources: Some(resources(&deploy.resources)),
             restart_policy: match &deploy.restart_policy {
                 Some(policy) => Some(restart_policy(policy)),
@@ -93,6 +105,21 @@ pub fn convert(
         networks: None,
         endpoint_spec: Some(endpoint_spec(deploy, &service.ports)),
     })
+}
+
+/// `container` with its credential spec reading the config `name` (its id is filled in
+/// at write time, with the references').
+fn with_credential_config(
+    mut container: TaskSpecContainerSpec,
+    name: Option<String>,
+) -> TaskSpecContainerSpec {
+    if let (Some(name), Some(privileges)) = (name, container.privileges.as_mut()) {
+        privileges
+            .credential_spec
+            .get_or_insert_with(Default::default)
+            .config = Some(name);
+    }
+    container
 }
 
 fn container_spec(stack_name: &str, service: &Service) -> TaskSpecContainerSpec {
@@ -122,11 +149,12 @@ fn container_spec(stack_name: &str, service: &Service) -> TaskSpecContainerSpec 
         user: service.user.clone().filter(|u| !u.is_empty()),
         // The CLI always sends a privileges object.
         privileges: Some(TaskSpecContainerSpecPrivileges {
+            // The CLI sends all three fields, the unused ones empty.
             credential_spec: service.credential_spec.as_ref().map(|spec| {
                 TaskSpecContainerSpecPrivilegesCredentialSpec {
-                    config: None,
-                    file: spec.file.clone(),
-                    registry: spec.registry.clone(),
+                    config: Some(String::new()),
+                    file: Some(spec.file.clone().unwrap_or_default()),
+                    registry: Some(spec.registry.clone().unwrap_or_default()),
                 }
             }),
             ..Default::default()

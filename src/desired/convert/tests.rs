@@ -815,3 +815,55 @@ fn env_files_are_merged_under_the_environment_and_their_problems_named() {
         "{found:?}"
     );
 }
+
+#[test]
+fn a_credential_spec_from_a_config_references_it_at_runtime() {
+    let files = BTreeMap::from([("gmsa.json".to_string(), b"{}".to_vec())]);
+    let yaml = "version: \"3.8\"\nservices:\n  web:\n    image: nginx:1\n    credential_spec:\n      config: gmsa\nconfigs:\n  gmsa:\n    file: gmsa.json\n";
+    let stack = convert_yaml("s", yaml, &files).unwrap();
+    let name = stack.objects[0].name.clone();
+    assert!(name.starts_with("s_gmsa-"), "{name}");
+    let container = task(&stack.services[0]).container_spec.clone().unwrap();
+    let configs = container.configs.unwrap();
+    assert_eq!(configs.len(), 1);
+    assert_eq!(configs[0].runtime, Some(HashMap::new()));
+    assert_eq!(configs[0].file, None);
+    assert_eq!(configs[0].config_name.as_deref(), Some(name.as_str()));
+    let credential = container.privileges.unwrap().credential_spec.unwrap();
+    assert_eq!(credential.config.as_deref(), Some(name.as_str()));
+    // At write time the name becomes the config's id, in the spec and the reference.
+    let sent = crate::desired::stack::with_object_ids(&stack.services[0], |_, _| {
+        Some("cfgid".to_string())
+    })
+    .unwrap();
+    let sent = task(&sent).container_spec.clone().unwrap();
+    assert_eq!(sent.configs.unwrap()[0].config_id.as_deref(), Some("cfgid"));
+    assert_eq!(
+        sent.privileges
+            .unwrap()
+            .credential_spec
+            .unwrap()
+            .config
+            .as_deref(),
+        Some("cfgid")
+    );
+    let undeclared = "version: \"3.8\"\nservices:\n  web:\n    image: nginx:1\n    credential_spec:\n      config: nope\n";
+    assert_eq!(
+        errors("s", undeclared),
+        [
+            "services.web.credential_spec.config: undefined config \"nope\": declare it under the top-level configs"
+        ]
+    );
+    let both = "version: \"3.8\"\nservices:\n  web:\n    image: nginx:1\n    credential_spec:\n      config: gmsa\n      file: x.json\nconfigs:\n  gmsa:\n    file: gmsa.json\n";
+    let found: Vec<String> = convert_yaml("s", both, &files)
+        .unwrap_err()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        found,
+        [
+            "services.web.credential_spec: invalid credential spec: cannot specify both \"Config\" and \"File\""
+        ]
+    );
+}
