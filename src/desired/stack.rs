@@ -91,7 +91,7 @@ impl NetworkSpec {
 /// a `-` and [`OBJECT_HASH_LEN`] hex characters of a hash of the content, labels and
 /// drivers. New content is a new object; the services move to it and the old one is
 /// removed once none uses it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct ObjectSpec {
     /// Secret or config.
     pub kind: ObjectKind,
@@ -113,6 +113,24 @@ pub struct ObjectSpec {
     pub templating: Option<String>,
     /// The file the content was read from, to notice when it changes.
     pub read_from: Option<FileStamp>,
+}
+
+/// Debug output leaves the content out (a secret's bytes must never reach a log).
+impl std::fmt::Debug for ObjectSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObjectSpec")
+            .field("kind", &self.kind)
+            .field("key", &self.key)
+            .field("name", &self.name)
+            .field("docker_name", &self.docker_name)
+            .field("external", &self.external)
+            .field("data", &format_args!("<{} bytes>", self.data.len()))
+            .field("labels", &self.labels)
+            .field("driver", &self.driver)
+            .field("templating", &self.templating)
+            .field("read_from", &self.read_from)
+            .finish()
+    }
 }
 
 /// Hex characters of the content hash in the name of an object mlmodel creates.
@@ -453,6 +471,18 @@ mod tests {
         );
         assert_eq!(stack.networks[0].labels[labels::MANAGED_BY], "prod");
         assert!(!stack.networks[0].labels.contains_key(labels::SPEC_HASH));
+    }
+
+    #[test]
+    fn an_objects_debug_output_leaves_its_content_out() {
+        let object = ObjectSpec {
+            name: "s_token-0123456789".into(),
+            data: b"hunter2".to_vec(),
+            ..Default::default()
+        };
+        let shown = format!("{object:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("<7 bytes>"), "{shown}");
     }
 
     #[test]

@@ -222,25 +222,7 @@ pub fn plan(intent: Intent, observed: Observation) -> Plan {
             }
         }
     }
-    let writes_services = result.actions.iter().any(|a| {
-        matches!(
-            a,
-            Action::CreateService { .. } | Action::UpdateService { .. }
-        )
-    });
-    if writes_services {
-        // Before the services: they reference the objects by id. Ids are learnt anew
-        // for every write, so one removed by hand is recreated rather than referenced.
-        let at = result
-            .actions
-            .iter()
-            .take_while(|a| matches!(a, Action::CreateNetwork { .. }))
-            .count();
-        let ensure = stack.objects.iter().map(|object| Action::EnsureObject {
-            object: object.clone(),
-        });
-        result.actions.splice(at..at, ensure);
-    }
+    ensure_objects_first(stack, &mut result.actions);
     for live in observed.owned {
         if !desired_names.contains(live.name()) {
             result
@@ -249,6 +231,30 @@ pub fn plan(intent: Intent, observed: Observation) -> Plan {
         }
     }
     result
+}
+
+/// Puts an [`Action::EnsureObject`] for each of the stack's secrets and configs after
+/// the network creates, if a service is created or updated: the services reference the
+/// objects by id. Ids are learnt anew for every write, so an object removed by hand is
+/// recreated rather than referenced.
+fn ensure_objects_first(stack: &StackSpec, actions: &mut Vec<Action>) {
+    let writes_services = actions.iter().any(|a| {
+        matches!(
+            a,
+            Action::CreateService { .. } | Action::UpdateService { .. }
+        )
+    });
+    if !writes_services {
+        return;
+    }
+    let at = actions
+        .iter()
+        .take_while(|a| matches!(a, Action::CreateNetwork { .. }))
+        .count();
+    let ensure = stack.objects.iter().map(|object| Action::EnsureObject {
+        object: object.clone(),
+    });
+    actions.splice(at..at, ensure);
 }
 
 fn remove(service: &ObservedService, reason: &str) -> Action {

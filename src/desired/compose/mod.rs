@@ -363,17 +363,6 @@ fn read_service(r: &mut Reader, version: Version, path: &str, value: &Value) -> 
             "command" => service.command = read_command(r, &p, v),
             "entrypoint" => service.entrypoint = read_command(r, &p, v),
             "environment" => service.environment = read_environment(r, &p, v),
-            "env_file" => {
-                service.env_file = container::read_string_or_list(r, &p, v).unwrap_or_default()
-            }
-            "oom_score_adj" => {
-                if requires(r, version, &p, 13) && r.number(&p, v).is_some() {
-                    r.warn(
-                        &p,
-                        "ignored: services on this engine's API (1.41) have no OOM score adjustment (the API has it from 1.46)",
-                    );
-                }
-            }
             "labels" => service.labels = read_labels(r, &p, v),
             "user" => service.user = r.string(&p, v),
             "working_dir" => service.working_dir = r.string(&p, v),
@@ -402,30 +391,7 @@ fn read_service(r: &mut Reader, version: Version, path: &str, value: &Value) -> 
             "stdin_open" => service.stdin_open = r.bool(&p, v).unwrap_or(false),
             "isolation" => service.isolation = container::read_isolation(r, &p, v),
             "logging" => service.logging = container::read_logging(r, &p, v),
-            "credential_spec" => {
-                if requires(r, version, &p, 3) {
-                    service.credential_spec =
-                        container::read_credential_spec(r, version.minor >= 8, &p, v);
-                }
-            }
-            "secrets" => {
-                service.secrets = objects::read_references(r, version, ObjectKind::Secret, &p, v)
-            }
-            "configs" => {
-                service.configs = objects::read_references(r, version, ObjectKind::Config, &p, v)
-            }
-            "restart" => {
-                service.restart = container::read_restart(r, &p, v);
-                r.warn(&p, ignored::RESTART_WARNING);
-            }
-            _ if key.starts_with("x-") => {
-                requires(r, version, &p, 7);
-            }
-            _ => match ignored::service_key(&key) {
-                Some(ignored::Handling::Ignored(message)) => r.warn(&p, message),
-                Some(ignored::Handling::Forbidden(message)) => r.error(&p, message),
-                None => r.error(&p, "not supported"),
-            },
+            _ => read_other_key(r, version, &mut service, &key, &p, v),
         }
     }
     if !saw_image {
@@ -435,6 +401,56 @@ fn read_service(r: &mut Reader, version: Version, path: &str, value: &Value) -> 
         );
     }
     Some(service)
+}
+
+/// Reads the service keys beyond the common ones: the credential spec, secrets and
+/// configs, env files, the legacy restart, extension fields, and the keys Docker ignores
+/// or refuses.
+fn read_other_key(
+    r: &mut Reader,
+    version: Version,
+    service: &mut Service,
+    key: &str,
+    p: &str,
+    v: &Value,
+) {
+    match key {
+        "env_file" => {
+            service.env_file = container::read_string_or_list(r, p, v).unwrap_or_default()
+        }
+        "oom_score_adj" => {
+            if requires(r, version, p, 13) && r.number(p, v).is_some() {
+                r.warn(
+                    p,
+                    "ignored: services on this engine's API (1.41) have no OOM score adjustment (the API has it from 1.46)",
+                );
+            }
+        }
+        "credential_spec" => {
+            if requires(r, version, p, 3) {
+                service.credential_spec =
+                    container::read_credential_spec(r, version.minor >= 8, p, v);
+            }
+        }
+        "secrets" => {
+            service.secrets = objects::read_references(r, version, ObjectKind::Secret, p, v)
+        }
+        "configs" => {
+            service.configs = objects::read_references(r, version, ObjectKind::Config, p, v)
+        }
+        "restart" => {
+            service.restart = container::read_restart(r, p, v);
+            r.warn(p, ignored::RESTART_WARNING);
+        }
+        _ if key.starts_with("x-") => {
+            requires(r, version, p, 7);
+        }
+        _ => match ignored::service_key(key) {
+            Some(ignored::Handling::Ignored(message)) => r.warn(p, message),
+            Some(ignored::Handling::Forbidden(message)) => r.error(p, message),
+            None => r.error(p, "not supported"),
+        },
+    }
 }
 
 /// Reads `command` or `entrypoint`: a list of strings, or a string split shell-style.

@@ -406,3 +406,32 @@ fn plan_creates_the_stacks_own_networks_first() {
         ]
     );
 }
+
+#[test]
+fn secrets_and_configs_are_ensured_after_networks_and_before_service_writes_only() {
+    use crate::desired::stack::{ObjectKind, ObjectSpec};
+    let mut desired = stack(vec![desired_service("mlmodel_m_mlmodel", 1, "img:1")]);
+    desired.networks = vec![NetworkSpec {
+        name: "mlmodel_m_default".into(),
+        driver: "overlay".into(),
+        ..Default::default()
+    }];
+    desired.objects = vec![ObjectSpec {
+        kind: ObjectKind::Secret,
+        name: "mlmodel_m_token-0123456789".into(),
+        ..Default::default()
+    }];
+    let plan = run(Intent::Apply(&desired), &[], &[]);
+    assert_eq!(
+        kinds(&plan),
+        [
+            "create-network mlmodel_m_default",
+            "ensure mlmodel_m_token-0123456789",
+            "create mlmodel_m_mlmodel",
+        ]
+    );
+    // Converged: no service write, so nothing is ensured either.
+    desired.networks.clear();
+    let running = live("s1", 3, &desired.services[0]);
+    assert_converged(&run(Intent::Apply(&desired), &[running], &[]), 1);
+}
