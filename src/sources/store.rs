@@ -39,6 +39,19 @@ pub enum StoreError {
         /// The directory.
         dir: String,
     },
+    /// A damaged store could not be moved aside (`--recover-store`).
+    #[error(
+        "cannot move the damaged store {dir} aside to {aside}: move or remove it yourself, then start again"
+    )]
+    MoveAside {
+        /// The store's directory.
+        dir: String,
+        /// Where it was to go.
+        aside: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
     /// The database could not be opened (unreadable, or not a store).
     #[error("failed to open the store in {dir}")]
     Open {
@@ -145,6 +158,31 @@ struct LatestCache {
 const KEY_SEPARATOR: u8 = 0;
 
 impl Store {
+    /// Opens the store in `dir`; with `recover`, a store that does not open as a
+    /// database (damaged, or not a store) is first moved aside to a sibling directory
+    /// `<dir>.damaged-<unix seconds>`, kept as it was, and an empty store is opened in
+    /// its place. Returns where the damaged one went, if it was moved.
+    pub fn open_or_recover(
+        dir: &Path,
+        recover: bool,
+    ) -> Result<(Store, Option<PathBuf>), StoreError> {
+        match Store::open(dir) {
+            Err(StoreError::Open { .. }) if recover => {
+                let stamp = crate::desired::record::now_unix_seconds() as u64;
+                let mut aside = dir.as_os_str().to_owned();
+                aside.push(format!(".damaged-{stamp}"));
+                let aside = PathBuf::from(aside);
+                std::fs::rename(dir, &aside).map_err(|source| StoreError::MoveAside {
+                    dir: dir.display().to_string(),
+                    aside: aside.display().to_string(),
+                    source,
+                })?;
+                Ok((Store::open(dir)?, Some(aside)))
+            }
+            opened => opened.map(|store| (store, None)),
+        }
+    }
+
     /// Opens the store in `dir`, creating the directory and the database if needed.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
         let shown = dir.display().to_string();

@@ -65,13 +65,13 @@ impl Server {
         server
     }
 
-    /// Starts the process (again, after [`Server::stop`]), and waits for the API.
-    pub fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .expect("log file");
+    /// Adds `mlmodel serve` arguments for the next [`Server::spawn`].
+    pub fn add_args(&mut self, args: &[&str]) {
+        self.extra_args.extend(args.iter().map(|a| a.to_string()));
+    }
+
+    /// The `mlmodel serve` command line this server runs, to start it by hand.
+    pub fn command(&self) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_mlmodel"));
         command
             .arg("serve")
@@ -87,10 +87,23 @@ impl Server {
             .env_remove("MLMODEL_TOKEN")
             .env_remove("MLMODEL_TEMPLATES")
             .env("RUST_LOG", "info")
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        command
+    }
+
+    /// Starts the process (again, after [`Server::stop`]), and waits for the API.
+    pub fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
+        let child = self
+            .command()
             .stdout(Stdio::null())
-            .stderr(log);
-        let child = command.spawn().expect("mlmodel serve starts");
+            .stderr(log)
+            .spawn()
+            .expect("mlmodel serve starts");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {

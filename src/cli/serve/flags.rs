@@ -32,6 +32,11 @@ pub struct ServeArgs {
         value_name = "DIR"
     )]
     data_dir: PathBuf,
+    /// If the store does not open (damaged on disk), move it aside to
+    /// `<data-dir>.damaged-<time>` (kept, never deleted), start with an empty one and
+    /// adopt every model running in the swarm from its services' labels.
+    #[arg(long, env = "MLMODEL_RECOVER_STORE")]
+    recover_store: bool,
     /// Address the HTTP API listens on.
     #[arg(
         long,
@@ -114,6 +119,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let config = ServeConfig {
         manifests: args.manifests,
         data_dir: args.data_dir,
+        recover_store: args.recover_store,
         templates: args.instance.templates.clone(),
         listen: args.listen,
         instance: args.instance.instance()?,

@@ -27,6 +27,8 @@ pub struct ServeConfig {
     pub manifests: PathBuf,
     /// Directory of the embedded store.
     pub data_dir: PathBuf,
+    /// Move a store that does not open aside and start with an empty one.
+    pub recover_store: bool,
     /// Directory of templates overriding the built-in ones.
     pub templates: Option<PathBuf>,
     /// Address the HTTP API listens on.
@@ -41,6 +43,33 @@ pub struct ServeConfig {
     pub token: Option<String>,
     /// When images are pinned to digests, and whether tags are followed.
     pub images: ImagePolicy,
+}
+
+/// Opens the store, moving a damaged one aside with `--recover-store`; a damaged store
+/// without it is an error that says the way out.
+fn open_store(config: &ServeConfig) -> Result<Store, ServeError> {
+    use crate::sources::store::StoreError;
+    match Store::open_or_recover(&config.data_dir, config.recover_store) {
+        Ok((store, None)) => Ok(store),
+        Ok((store, Some(aside))) => {
+            warn!(
+                data_dir = %config.data_dir.display(),
+                moved_to = %aside.display(),
+                "the store did not open: moved it aside (kept as it was) and started with an empty one; every model running in the swarm is adopted from its services' labels"
+            );
+            Ok(store)
+        }
+        Err(e @ StoreError::Open { .. }) => {
+            let cause = std::error::Error::source(&e)
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            Err(ServeError::Store(format!(
+                "{e} ({cause}). If it is damaged, start with --recover-store: the store is moved aside to {}.damaged-<time> (kept, never deleted), an empty one takes its place, and every model running in the swarm is adopted from its services' mlmodel.record labels without a restart; the older history stays in the moved store",
+                config.data_dir.display()
+            )))
+        }
+        Err(e) => Err(ServeError::Store(e.to_string())),
+    }
 }
 
 /// Why `mlmodel serve` could not start; each message says what fixes it.
@@ -114,7 +143,7 @@ pub async fn serve(config: ServeConfig, shutdown: CancellationToken) -> Result<(
             .map_err(|e| ServeError::DockerUnreachable(e.to_string()))?,
     );
     check_swarm(swarm.as_ref()).await?;
-    let store = Store::open(&config.data_dir).map_err(|e| ServeError::Store(e.to_string()))?;
+    let store = open_store(&config)?;
     let templates = Arc::new(Templates::load(config.templates.as_deref())?);
     let listener = bind(&config).await?;
     let (files, file_changes, health) = ManifestWatcher::spawn(

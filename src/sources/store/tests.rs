@@ -461,3 +461,63 @@ proptest::proptest! {
         proptest::prop_assert_eq!(back.record.deployment_time.to_bits(), time.to_bits());
     }
 }
+
+/// Overwrites every file of the store in `dir` with garbage, as a damaged disk might.
+fn damage(dir: &Path) {
+    for entry in walk(dir) {
+        std::fs::write(&entry, b"\x00garbage\xffnot a sled file\x00".repeat(64)).unwrap();
+    }
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
+#[tokio::test]
+async fn a_damaged_store_does_not_open_and_recovering_moves_it_aside_and_starts_empty() {
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("data");
+    {
+        let store = Store::open(&dir).unwrap();
+        store.append(Arc::new(entry("m", "b1"))).await.unwrap();
+        store.flush().await.unwrap();
+    }
+    damage(&dir);
+    let Err(error) = Store::open(&dir) else {
+        panic!("a damaged store does not open");
+    };
+    assert!(matches!(error, StoreError::Open { .. }), "{error:?}");
+    assert!(
+        error.to_string().contains(&dir.display().to_string()),
+        "{error}"
+    );
+
+    let (store, moved) = Store::open_or_recover(&dir, true).unwrap();
+    let moved = moved.expect("the damaged store was moved aside");
+    assert!(moved.starts_with(parent.path()), "{}", moved.display());
+    assert!(
+        moved
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("data.damaged-"),
+        "{}",
+        moved.display()
+    );
+    assert!(!walk(&moved).is_empty(), "the damaged files are kept");
+    assert!(store.names().unwrap().is_empty(), "a fresh store");
+    drop(store);
+    // A healthy store is opened as it is, recovering or not.
+    let (again, moved) = Store::open_or_recover(&dir, true).unwrap();
+    assert!(moved.is_none());
+    drop(again);
+}
