@@ -118,6 +118,33 @@ fn registry_digest(registry: &str, password: &str, image: &str) -> String {
         .expect("the registry names the digest")
 }
 
+/// The test registry's address and password, and a docker config directory logged in
+/// to it; `None` (after failing under MLMODEL_REQUIRE_SWARM) without a swarm or registry.
+fn logged_in() -> Option<(String, String, tempfile::TempDir)> {
+    tokio::runtime::Runtime::new()
+        .expect("runtime")
+        .block_on(common::swarm())?;
+    let registry = registry_address();
+    let Ok(password) = std::fs::read_to_string(registry_state().join("password")) else {
+        skip_or_fail("no test registry: scripts/registry-up.sh starts one");
+        return None;
+    };
+    if std::net::TcpStream::connect(&registry).is_err() {
+        skip_or_fail(&format!(
+            "the test registry at {registry} does not answer: scripts/registry-up.sh starts it"
+        ));
+        return None;
+    }
+    let password = password.trim().to_string();
+    let config = tempfile::tempdir().expect("temp dir");
+    docker_with(
+        config.path(),
+        &["login", &registry, "-u", "mlmodel", "--password-stdin"],
+        Some(&password),
+    );
+    Some((registry, password, config))
+}
+
 fn manifest(image: &str) -> String {
     format!(
         "domain: private.example.com\nimage: {image}\nbuild_id: b1\nrun_id: r1\nscale: 1\ncpu_reservation: \"0.01\"\nmem_reservation: 8M\nmem_limit: 64M\n"
@@ -126,30 +153,9 @@ fn manifest(image: &str) -> String {
 
 #[test]
 fn a_private_image_runs_with_the_login_of_mlmodels_host_and_without_it_the_status_says_why() {
-    if tokio::runtime::Runtime::new()
-        .expect("runtime")
-        .block_on(common::swarm())
-        .is_none()
-    {
-        return;
-    }
-    let registry = registry_address();
-    let Ok(password) = std::fs::read_to_string(registry_state().join("password")) else {
-        skip_or_fail("no test registry: scripts/registry-up.sh starts one");
+    let Some((registry, password, logged_in)) = logged_in() else {
         return;
     };
-    if std::net::TcpStream::connect(&registry).is_err() {
-        skip_or_fail(&format!(
-            "the test registry at {registry} does not answer: scripts/registry-up.sh starts it"
-        ));
-        return;
-    }
-    let logged_in = tempfile::tempdir().expect("temp dir");
-    docker_with(
-        logged_in.path(),
-        &["login", &registry, "-u", "mlmodel", "--password-stdin"],
-        Some(password.trim()),
-    );
     let with_login = push_private(logged_in.path(), &registry, &unique_name("reg"));
     let without_login = push_private(logged_in.path(), &registry, &unique_name("reg"));
 
@@ -218,30 +224,9 @@ fn a_private_image_runs_with_the_login_of_mlmodels_host_and_without_it_the_statu
 
 #[test]
 fn a_model_following_its_tag_is_redeployed_when_the_tag_is_pushed_again() {
-    if tokio::runtime::Runtime::new()
-        .expect("runtime")
-        .block_on(common::swarm())
-        .is_none()
-    {
-        return;
-    }
-    let registry = registry_address();
-    let Ok(password) = std::fs::read_to_string(registry_state().join("password")) else {
-        skip_or_fail("no test registry: scripts/registry-up.sh starts one");
+    let Some((registry, password, login)) = logged_in() else {
         return;
     };
-    if std::net::TcpStream::connect(&registry).is_err() {
-        skip_or_fail(&format!(
-            "the test registry at {registry} does not answer: scripts/registry-up.sh starts it"
-        ));
-        return;
-    }
-    let login = tempfile::tempdir().expect("temp dir");
-    docker_with(
-        login.path(),
-        &["login", &registry, "-u", "mlmodel", "--password-stdin"],
-        Some(password.trim()),
-    );
     let image = push_private(login.path(), &registry, &unique_name("follow"));
     let first = registry_digest(&registry, password.trim(), &image);
     let config = login.path().to_string_lossy().into_owned();

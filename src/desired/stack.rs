@@ -233,8 +233,21 @@ impl ObjectSpec {
     }
 }
 
-/// The names of the secrets and configs a service spec references, by kind.
-pub fn object_names(spec: &ServiceSpec) -> impl Iterator<Item = (ObjectKind, &str)> {
+/// One reference of a service spec to a secret or config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObjectRef<'a> {
+    /// Secret or config.
+    pub kind: ObjectKind,
+    /// The object's name ("" if none).
+    pub name: &'a str,
+    /// The object's id, once known.
+    pub id: Option<&'a str>,
+    /// The file in the container ("" for a config's runtime target).
+    pub target: &'a str,
+}
+
+/// Every secret and config reference of a service spec, secrets first.
+pub fn object_refs(spec: &ServiceSpec) -> impl Iterator<Item = ObjectRef<'_>> {
     let container = spec
         .task_template
         .as_ref()
@@ -243,15 +256,36 @@ pub fn object_names(spec: &ServiceSpec) -> impl Iterator<Item = (ObjectKind, &st
         .and_then(|c| c.secrets.as_ref())
         .into_iter()
         .flatten()
-        .filter_map(|s| s.secret_name.as_deref())
-        .map(|name| (ObjectKind::Secret, name));
+        .map(|s| ObjectRef {
+            kind: ObjectKind::Secret,
+            name: s.secret_name.as_deref().unwrap_or_default(),
+            id: s.secret_id.as_deref(),
+            target: s
+                .file
+                .as_ref()
+                .and_then(|f| f.name.as_deref())
+                .unwrap_or_default(),
+        });
     let configs = container
         .and_then(|c| c.configs.as_ref())
         .into_iter()
         .flatten()
-        .filter_map(|c| c.config_name.as_deref())
-        .map(|name| (ObjectKind::Config, name));
+        .map(|c| ObjectRef {
+            kind: ObjectKind::Config,
+            name: c.config_name.as_deref().unwrap_or_default(),
+            id: c.config_id.as_deref(),
+            target: c
+                .file
+                .as_ref()
+                .and_then(|f| f.name.as_deref())
+                .unwrap_or_default(),
+        });
     secrets.chain(configs)
+}
+
+/// The names of the secrets and configs a service spec references, by kind.
+pub fn object_names(spec: &ServiceSpec) -> impl Iterator<Item = (ObjectKind, &str)> {
+    object_refs(spec).map(|r| (r.kind, r.name))
 }
 
 /// `spec` with the id of every secret and config it references filled in from `id_of`;

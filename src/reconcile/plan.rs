@@ -5,7 +5,7 @@
 //! mlmodel sent a different spec, or when something mlmodel owns (replicas, image,
 //! resources, environment, labels, networks) was changed by hand.
 
-use crate::desired::stack::{NetworkSpec, ObjectKind, ObjectSpec, StackSpec, labels};
+use crate::desired::stack::{NetworkSpec, ObjectKind, ObjectSpec, StackSpec, labels, object_refs};
 use crate::swarm::ObservedService;
 use bollard::models::ServiceSpec;
 use std::collections::{BTreeSet, HashMap};
@@ -359,7 +359,9 @@ impl<'a> Fingerprint<'a> {
             service_labels: Labels(spec.labels.as_ref()),
             container_labels: Labels(container.and_then(|c| c.labels.as_ref())),
             networks,
-            objects: object_targets(container),
+            objects: object_refs(spec)
+                .map(|r| (r.kind, r.name, r.target))
+                .collect(),
         }
     }
 
@@ -391,32 +393,6 @@ impl<'a> Fingerprint<'a> {
         }
         None
     }
-}
-
-/// The secrets and configs a container mounts: kind, name and target file.
-fn object_targets(
-    container: Option<&bollard::models::TaskSpecContainerSpec>,
-) -> BTreeSet<(ObjectKind, &str, &str)> {
-    let secrets = container
-        .and_then(|c| c.secrets.as_ref())
-        .into_iter()
-        .flatten()
-        .map(|s| {
-            let target = s.file.as_ref().and_then(|f| f.name.as_deref());
-            (ObjectKind::Secret, s.secret_name.as_deref(), target)
-        });
-    let configs = container
-        .and_then(|c| c.configs.as_ref())
-        .into_iter()
-        .flatten()
-        .map(|c| {
-            let target = c.file.as_ref().and_then(|f| f.name.as_deref());
-            (ObjectKind::Config, c.config_name.as_deref(), target)
-        });
-    secrets
-        .chain(configs)
-        .map(|(kind, name, target)| (kind, name.unwrap_or_default(), target.unwrap_or_default()))
-        .collect()
 }
 
 /// Images match when equal, or when the live one is the desired one pinned to a digest

@@ -73,6 +73,34 @@ impl Rig {
         }
     }
 
+    /// A rig whose templates directory holds the template `name` and `files` (path,
+    /// content), with the model `m` declared to use that template.
+    async fn with_template(
+        name: &str,
+        template: &str,
+        files: &[(&str, &str)],
+    ) -> (Self, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), name, template);
+        for (path, content) in files {
+            let path = dir.path().join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, content).unwrap();
+        }
+        let templates = Templates::load(Some(dir.path())).unwrap();
+        let rig = Self::with_templates(
+            Arc::new(FakeSwarm::new()),
+            tempfile::tempdir().unwrap(),
+            tempfile::tempdir().unwrap(),
+            templates,
+        )
+        .await;
+        let text = format!("{}template_file: {name}\n", manifest("m", 1));
+        write(rig.manifests.path(), "m.yml", &text);
+        rig.rescan();
+        (rig, dir)
+    }
+
     /// Rescans the manifests directory, as the watcher would after a change.
     fn rescan(&self) {
         let previous = self.files_tx.borrow().clone();
@@ -684,21 +712,12 @@ fn secret_names(fake: &FakeSwarm) -> Vec<String> {
 #[tokio::test]
 async fn a_secret_is_created_before_its_service_rotated_when_its_file_changes_and_collected_after()
 {
-    let templates_dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(templates_dir.path().join("files")).unwrap();
-    write(templates_dir.path(), "secret.yml", SECRET_TEMPLATE);
-    write(templates_dir.path(), "files/token.txt", "first");
-    let templates = Templates::load(Some(templates_dir.path())).unwrap();
-    let rig = Rig::with_templates(
-        Arc::new(FakeSwarm::new()),
-        tempfile::tempdir().unwrap(),
-        tempfile::tempdir().unwrap(),
-        templates,
+    let (rig, templates_dir) = Rig::with_template(
+        "secret.yml",
+        SECRET_TEMPLATE,
+        &[("files/token.txt", "first")],
     )
     .await;
-    let text = format!("{}template_file: secret.yml\n", manifest("m", 1));
-    write(rig.manifests.path(), "m.yml", &text);
-    rig.rescan();
     rig.converge().await;
     let first = secret_names(&rig.fake);
     assert_eq!(first.len(), 1, "{first:?}");
@@ -768,23 +787,12 @@ async fn a_secret_is_created_before_its_service_rotated_when_its_file_changes_an
 
 #[tokio::test]
 async fn a_missing_external_secret_is_a_problem_the_status_names() {
-    let templates_dir = tempfile::tempdir().unwrap();
-    write(
-        templates_dir.path(),
+    let (rig, _templates) = Rig::with_template(
         "ext.yml",
         "services:\n  mlmodel:\n    image: {{ image }}\n    secrets: [shared]\nsecrets:\n  shared:\n    external: true\n    name: team_token\n",
-    );
-    let templates = Templates::load(Some(templates_dir.path())).unwrap();
-    let rig = Rig::with_templates(
-        Arc::new(FakeSwarm::new()),
-        tempfile::tempdir().unwrap(),
-        tempfile::tempdir().unwrap(),
-        templates,
+        &[],
     )
     .await;
-    let text = format!("{}template_file: ext.yml\n", manifest("m", 1));
-    write(rig.manifests.path(), "m.yml", &text);
-    rig.rescan();
     rig.relist().await;
     assert_eq!(rig.controller.reconcile("m").await, Outcome::Retry);
     let status = rig.status("m");

@@ -96,24 +96,12 @@ impl Lister {
         operation: &str,
         what: &str,
     ) -> Result<Bytes, SwarmError> {
-        let failed = |err: reqwest::Error| SwarmError::Unreachable {
-            message: format!("failed to {operation} {what}: {}", super::error_chain(&err)),
-        };
-        let response = self
+        let request = self
             .client
             .post(format!("{}{path}", self.base))
             .header("X-Registry-Auth", registry_auth)
-            .json(body)
-            .send()
-            .await
-            .map_err(failed)?;
-        let status = response.status();
-        let answer = response.bytes().await.map_err(failed)?;
-        if status.is_success() {
-            Ok(answer)
-        } else {
-            Err(refused_to(status.as_u16(), &answer, operation, what))
-        }
+            .json(body);
+        send(request, operation, what).await
     }
 
     /// `GET` with an optional `X-Registry-Auth` header (see [`Lister::post_with_auth`]).
@@ -124,46 +112,37 @@ impl Lister {
         operation: &str,
         what: &str,
     ) -> Result<Bytes, SwarmError> {
-        let failed = |err: reqwest::Error| SwarmError::Unreachable {
-            message: format!("failed to {operation} {what}: {}", super::error_chain(&err)),
-        };
         let mut request = self.client.get(format!("{}{path}", self.base));
         if let Some(auth) = registry_auth {
             request = request.header("X-Registry-Auth", auth);
         }
-        let response = request.send().await.map_err(failed)?;
-        let status = response.status();
-        let answer = response.bytes().await.map_err(failed)?;
-        if status.is_success() {
-            Ok(answer)
-        } else {
-            Err(refused_to(status.as_u16(), &answer, operation, what))
-        }
+        send(request, operation, what).await
     }
 
     async fn get(&self, path: &str, what: &str) -> Result<Bytes, SwarmError> {
-        let failed = |err: reqwest::Error| SwarmError::Unreachable {
-            message: format!("failed to list {what}: {}", super::error_chain(&err)),
-        };
-        let response = self
-            .client
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .map_err(failed)?;
-        let status = response.status();
-        let body = response.bytes().await.map_err(failed)?;
-        if status.is_success() {
-            Ok(body)
-        } else {
-            Err(refused(status.as_u16(), &body, what))
-        }
+        let request = self.client.get(format!("{}{path}", self.base));
+        send(request, "list", what).await
     }
 }
 
-/// The error for a list answered with `status` and `body`, mapped as bollard's are.
-fn refused(status: u16, body: &[u8], what: &str) -> SwarmError {
-    refused_to(status, body, "list", what)
+/// Sends `request` for `{operation} {what}`: the answer's body, or the error mapped as
+/// bollard's are (a transport failure is [`SwarmError::Unreachable`]).
+async fn send(
+    request: reqwest::RequestBuilder,
+    operation: &str,
+    what: &str,
+) -> Result<Bytes, SwarmError> {
+    let failed = |err: reqwest::Error| SwarmError::Unreachable {
+        message: format!("failed to {operation} {what}: {}", super::error_chain(&err)),
+    };
+    let response = request.send().await.map_err(failed)?;
+    let status = response.status();
+    let answer = response.bytes().await.map_err(failed)?;
+    if status.is_success() {
+        Ok(answer)
+    } else {
+        Err(refused_to(status.as_u16(), &answer, operation, what))
+    }
 }
 
 /// The error for `operation` on `what` answered with `status` and `body`.
@@ -479,9 +458,10 @@ mod tests {
 
     #[test]
     fn a_refusal_maps_like_bollards_errors_with_dockers_words() {
-        let err = refused(
+        let err = refused_to(
             500,
             br#"{"message":"this node is not a swarm manager"}"#,
+            "list",
             "services",
         );
         assert_eq!(
@@ -492,7 +472,7 @@ mod tests {
                 message: "this node is not a swarm manager".to_string(),
             }
         );
-        let err = refused(502, b"Bad Gateway\n", "tasks");
+        let err = refused_to(502, b"Bad Gateway\n", "list", "tasks");
         assert!(
             matches!(&err, SwarmError::Api { status: 502, message, .. } if message == "Bad Gateway"),
             "{err:?}"

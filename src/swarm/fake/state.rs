@@ -3,7 +3,7 @@
 //! replicas and template. [`super::FakeSwarm`] wraps it in a lock and counts the calls.
 
 use super::{FAKE_NODE_ID, Op};
-use crate::desired::stack::object_names;
+use crate::desired::stack::{object_names, object_refs};
 use crate::swarm::{
     Deferred, ListedObject, ListedService, ListedTask, ObjectKind, ObservedService, ObservedTask,
     SwarmError, SwarmEvent, SwarmInfo, TaskState, UpdateState,
@@ -93,24 +93,11 @@ impl State {
     /// Checks that every secret and config a spec references exists under the id given,
     /// as Swarm does (a 400 otherwise).
     pub(super) fn check_objects(&self, spec: &ServiceSpec) -> Result<(), SwarmError> {
-        let container = spec
-            .task_template
-            .as_ref()
-            .and_then(|t| t.container_spec.as_ref());
-        let secrets = container
-            .and_then(|c| c.secrets.as_ref())
-            .into_iter()
-            .flatten()
-            .map(|s| (ObjectKind::Secret, s.secret_id.as_deref()));
-        let configs = container
-            .and_then(|c| c.configs.as_ref())
-            .into_iter()
-            .flatten()
-            .map(|c| (ObjectKind::Config, c.config_id.as_deref()));
-        for (kind, id) in secrets.chain(configs) {
-            let known = id
+        for reference in object_refs(spec) {
+            let known = reference
+                .id
                 .and_then(|id| self.objects.get(id))
-                .is_some_and(|object| object.kind == kind);
+                .is_some_and(|object| object.kind == reference.kind);
             if !known {
                 return Err(SwarmError::Api {
                     operation: format!(
@@ -120,8 +107,8 @@ impl State {
                     status: 400,
                     message: format!(
                         "rpc error: code = InvalidArgument desc = {} not found: {}",
-                        kind.word(),
-                        id.unwrap_or_default()
+                        reference.kind.word(),
+                        reference.id.unwrap_or_default()
                     ),
                 });
             }
