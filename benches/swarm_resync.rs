@@ -71,6 +71,7 @@ async fn run(models: usize, rounds: usize) {
         },
         templates: Arc::new(Templates::builtin().expect("built-in templates")),
         images: Default::default(),
+        network_subnet: Default::default(),
     });
     controller.ensure_network().await.expect("network");
 

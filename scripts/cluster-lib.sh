@@ -73,8 +73,11 @@ ensure_bridge() {
 		log "creating the bridge $cluster_bridge ($cluster_net.1/24)"
 		ip link add "$cluster_bridge" type bridge
 	fi
-	ip addr show dev "$cluster_bridge" | grep -q "inet $cluster_net.1/24" ||
-		ip addr add "$cluster_net.1/24" dev "$cluster_bridge"
+	# Read whole before matching: `grep -q` would close the pipe early, and under
+	# pipefail the writer's SIGPIPE would read as "not there".
+	local addrs
+	addrs="$(ip addr show dev "$cluster_bridge")"
+	[[ $addrs == *"inet $cluster_net.1/24"* ]] || ip addr add "$cluster_net.1/24" dev "$cluster_bridge"
 	ip link set "$cluster_bridge" up
 	# The host's FORWARD policy is DROP once Docker runs, and bridged frames pass
 	# through iptables: let the nodes reach each other.
@@ -88,15 +91,18 @@ ensure_netns() {
 	index="$(node_index "$node")"
 	address="$(node_address "$node")"
 	host_if="mlmcl$index"
-	ip netns list | grep -qw "^$node" || ip netns add "$node"
+	local namespaces addrs
+	namespaces="$(ip netns list)"
+	[[ $'\n'$namespaces == *$'\n'"$node"[[:space:]]* || $'\n'$namespaces == *$'\n'"$node" ]] ||
+		ip netns add "$node"
 	if ! ip link show "$host_if" >/dev/null 2>&1; then
 		ip link add "$host_if" type veth peer name eth0 netns "$node"
 	fi
 	ip link set "$host_if" master "$cluster_bridge" up
 	ip -n "$node" link set lo up
 	ip -n "$node" link set eth0 up
-	ip -n "$node" addr show dev eth0 | grep -q "inet $address/24" ||
-		ip -n "$node" addr add "$address/24" dev eth0
+	addrs="$(ip -n "$node" addr show dev eth0)"
+	[[ $addrs == *"inet $address/24"* ]] || ip -n "$node" addr add "$address/24" dev eth0
 }
 
 # Starts a node's dockerd in the background unless it answers; waits for it.

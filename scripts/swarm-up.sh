@@ -11,6 +11,7 @@
 #      started earlier with other settings is restarted with these
 #   3. `docker swarm init` if this engine is not in a swarm
 #   4. create the shared attachable overlay network ${MLMODEL_NETWORK:-mlmodel}
+#      as a free 10.N.0.0/16, as mlmodel creates it
 #   5. build the test image (scripts/build-test-image.sh)
 #   6. deploy the reverse proxy mlmodel ships (scripts/proxy-up.sh: Traefik v3 on
 #      port 80 in host mode, so each model answers on its domain), unless skipped
@@ -239,8 +240,26 @@ if driver="$(docker network inspect --format '{{.Driver}} {{.Scope}} {{.Attachab
 		die "network '$network' exists but is not an attachable swarm overlay network (driver, scope, attachable: $driver)"
 	log "overlay network '$network' exists"
 else
-	log "creating the attachable overlay network '$network'"
-	docker network create --driver overlay --attachable "$network" >/dev/null ||
+	# A /16 as mlmodel creates it (Docker's default /24 holds about 120 one-replica
+	# models): the first 10.N.0.0/16 that no network's subnet overlaps.
+	used="$(docker network inspect --format '{{range .IPAM.Config}}{{.Subnet}} {{end}}' \
+		$(docker network ls -q) 2>/dev/null || true)"
+	subnet=""
+	for n in $(seq 1 254); do
+		clash=0
+		for cidr in $used; do
+			case "$cidr" in
+			10.$n.* | 10.0.0.0/8 | 10.0.0.0/[0-9]) clash=1 ;;
+			esac
+		done
+		if ((clash == 0)); then
+			subnet="10.$n.0.0/16"
+			break
+		fi
+	done
+	[[ -n $subnet ]] || die "no free 10.N.0.0/16 for the overlay network '$network'"
+	log "creating the attachable overlay network '$network' ($subnet)"
+	docker network create --driver overlay --attachable --subnet "$subnet" "$network" >/dev/null ||
 		die "could not create the overlay network '$network'"
 fi
 

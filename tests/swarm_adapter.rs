@@ -453,9 +453,21 @@ async fn create_network_makes_an_attachable_labelled_overlay_once() {
         driver: "overlay".to_string(),
         attachable: true,
         labels: HashMap::from([("mlmodeltest".to_string(), "1".to_string())]),
+        subnet: None,
     };
     let id = swarm.create_network(&request).await.unwrap();
     assert_eq!(swarm.network_id(&name).await.unwrap(), Some(id.clone()));
+    let listed = swarm.list_networks().await.unwrap();
+    let ours = listed.iter().find(|n| n.id == id).expect("listed");
+    assert_eq!(
+        (ours.name.as_str(), ours.driver.as_str()),
+        (name.as_str(), "overlay")
+    );
+    assert_eq!(
+        ours.subnets.len(),
+        1,
+        "Docker's pool gave it one subnet: {ours:?}"
+    );
 
     let network = swarm
         .docker()
@@ -524,4 +536,44 @@ async fn events_report_a_service_created_and_removed_within_seconds() {
     swarm.remove_service(&id).await.unwrap();
     expect_event(&mut received, wanted("remove")).await;
     follower.abort();
+}
+
+#[tokio::test]
+async fn create_network_with_a_subnet_picked_free_of_every_network_and_node() {
+    use mlmodel::reconcile::network::{pick_subnet, taken_subnets};
+    let Some(swarm) = swarm_or_skip().await else {
+        return;
+    };
+    let name = unique_name("subnet");
+    let _cleanup = Cleanup::network(&name);
+    let networks = swarm.list_networks().await.unwrap();
+    let ingress = networks
+        .iter()
+        .find(|n| n.name == "ingress")
+        .expect("ingress");
+    assert!(
+        !ingress.subnets.is_empty(),
+        "the list shows subnets: {ingress:?}"
+    );
+    // Empty unless the swarm was initialised with --default-addr-pool: then 10.0.0.0/8.
+    let pools = swarm.info().await.unwrap().address_pools;
+    let addrs: Vec<String> = swarm
+        .list_nodes()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| n.addr)
+        .collect();
+    let subnet = pick_subnet(&pools, &taken_subnets(&networks, &addrs)).expect("a free /16");
+    let request = NetworkRequest {
+        name: name.clone(),
+        driver: "overlay".to_string(),
+        attachable: true,
+        labels: HashMap::new(),
+        subnet: Some(subnet.to_string()),
+    };
+    let id = swarm.create_network(&request).await.unwrap();
+    let listed = swarm.list_networks().await.unwrap();
+    let ours = listed.iter().find(|n| n.id == id).expect("listed");
+    assert_eq!(ours.subnets, vec![subnet.to_string()]);
 }

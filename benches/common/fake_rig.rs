@@ -71,6 +71,7 @@ impl FakeRig {
             instance: Instance::default(),
             templates: Arc::new(Templates::builtin().expect("built-in templates")),
             images: Default::default(),
+            network_subnet: Default::default(),
         });
         controller.ensure_network().await.expect("network");
         Self {

@@ -183,32 +183,57 @@ pub async fn rollback(
     Ok(Json(record_json(&entry.record, None)))
 }
 
-/// The three checks `/healthz` and `/health` report: Docker, store, watcher.
-async fn health_checks(state: &ApiState) -> (bool, Value) {
+/// The checks `/healthz` and `/health` report: Docker, store, watcher (each failing makes
+/// mlmodel unhealthy) and the shared network's addresses (too few makes it degraded:
+/// mlmodel works, and a restart would not help).
+async fn health_checks(state: &ApiState) -> (Health, Value) {
     let (docker_ok, docker_detail) = state.readers.docker.health();
     let (store_ok, store_detail) = match state.readers.store.flush().await {
         Ok(()) => (true, "writable".to_string()),
         Err(e) => (false, e.to_string()),
     };
     let (watcher_ok, watcher_detail) = state.probe.watcher();
+    let (network_ok, network_detail) = match state.readers.network.report() {
+        Some(report) => (!report.is_short(), report.detail()),
+        None => (true, "not listed yet".to_string()),
+    };
     let checks = json!({
         "docker": {"ok": docker_ok, "detail": docker_detail},
         "store": {"ok": store_ok, "detail": store_detail},
         "watcher": {"ok": watcher_ok, "detail": watcher_detail},
+        "network": {"ok": network_ok, "detail": network_detail},
     });
-    (docker_ok && store_ok && watcher_ok, checks)
+    let health = if !(docker_ok && store_ok && watcher_ok) {
+        Health::Unhealthy
+    } else if !network_ok {
+        Health::Degraded
+    } else {
+        Health::Ok
+    };
+    (health, checks)
 }
 
-fn health_code(healthy: bool) -> StatusCode {
-    if healthy {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
+/// What the checks add up to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Health {
+    Ok,
+    Degraded,
+    Unhealthy,
+}
+
+fn health_code(health: Health) -> StatusCode {
+    match health {
+        Health::Ok | Health::Degraded => StatusCode::OK,
+        Health::Unhealthy => StatusCode::SERVICE_UNAVAILABLE,
     }
 }
 
-fn health_word(healthy: bool) -> &'static str {
-    if healthy { "ok" } else { "unhealthy" }
+fn health_word(health: Health) -> &'static str {
+    match health {
+        Health::Ok => "ok",
+        Health::Degraded => "degraded",
+        Health::Unhealthy => "unhealthy",
+    }
 }
 
 /// `GET /healthz`: Docker reachable, store writable, watcher alive.

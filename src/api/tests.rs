@@ -44,6 +44,7 @@ async fn api_with(token: Option<&str>, instance: Instance) -> Api {
         instance,
         templates: Arc::new(Templates::builtin().unwrap()),
         images: Default::default(),
+        network_subnet: Default::default(),
     });
     controller.ensure_network().await.unwrap();
     // As `mlmodel serve` does before reconciling anything.

@@ -16,6 +16,7 @@
 //! - [`status`]: each model's phase and message (a pure derivation), cached for readers.
 
 pub mod controller;
+pub mod network;
 pub mod observe;
 pub mod plan;
 pub mod problem;

@@ -25,8 +25,13 @@ pub struct Observed {
     /// Current tasks (desired running, or ready to restart) by service id (shared, like
     /// the services).
     pub tasks: HashMap<String, Arc<[ObservedTask]>>,
-    /// Node host names by id.
-    pub nodes: HashMap<String, String>,
+    /// Nodes by id: cleared by a node event, listed again at the next relist.
+    pub nodes: HashMap<String, ObservedNode>,
+    /// Tasks that left a service's current tasks at a recent relist (moved, replaced,
+    /// scaled away), by service id, newest last; see [`Departed`].
+    pub departed: HashMap<String, Vec<Departed>>,
+    /// Nodes that could not pull a service's image, by service id; see [`Unfit`].
+    pub unfit: HashMap<String, Unfit>,
     /// Network ids by name.
     pub networks: HashMap<String, String>,
     /// Secret and config ids by kind and name, as learnt when ensuring them.
@@ -35,6 +40,34 @@ pub struct Observed {
     pub listed_at: f64,
     /// Services by owner and by name, for snapshots published through [`ObservedCache`].
     index: IndexSlot,
+}
+
+/// A task that left its service's current tasks, and where it was.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Departed {
+    /// Its slot (replicated services).
+    pub slot: Option<i64>,
+    /// The node it ran on.
+    pub node_id: String,
+    /// Why that node takes no new tasks when the task left ("down", "drained"), if so.
+    pub node_unavailable: Option<String>,
+    /// When it was seen gone (unix seconds).
+    pub at: f64,
+}
+
+/// How long a departed task is remembered.
+pub const DEPARTED_MEMORY_SECS: f64 = 600.0;
+/// How many departed tasks are remembered per service.
+const DEPARTED_PER_SERVICE: usize = 32;
+
+/// The nodes where a service's tasks were rejected because the image could not be had,
+/// for the image its template runs now.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Unfit {
+    /// The image.
+    pub image: String,
+    /// Node ids, with Swarm's error.
+    pub nodes: std::collections::BTreeMap<String, String>,
 }
 
 /// Service ids by owner and by name, so that reconciling one model reads its own services
@@ -218,10 +251,11 @@ pub async fn relist(swarm: &dyn Swarm, cache: &ObservedCache) -> Result<(), Swar
     let tasks = swarm.list_tasks().await?;
     let unknown_node = {
         let known = cache.get();
-        tasks
-            .iter()
-            .filter_map(|t| t.task.node_id.as_ref())
-            .any(|n| !known.nodes.contains_key(n))
+        known.nodes.is_empty()
+            || tasks
+                .iter()
+                .filter_map(|t| t.task.node_id.as_ref())
+                .any(|n| !known.nodes.contains_key(n))
     };
     let nodes: Option<Vec<ObservedNode>> = if unknown_node {
         Some(swarm.list_nodes().await?)
@@ -230,8 +264,14 @@ pub async fn relist(swarm: &dyn Swarm, cache: &ObservedCache) -> Result<(), Swar
     };
     let now = crate::desired::record::now_unix_seconds();
     let old = cache.get();
+    let nodes: HashMap<String, ObservedNode> = match nodes {
+        Some(nodes) => nodes.into_iter().map(|n| (n.id.clone(), n)).collect(),
+        None => old.nodes.clone(),
+    };
     let (services, unchanged) = merge_services(&old, listed)?;
     let by_service = merge_tasks(&old, &services, &unchanged, tasks)?;
+    let departed = departed(&old, &services, &by_service, &nodes, now);
+    let unfit = unfit(&old, &services, &by_service);
     let index = (unchanged.len() == services.len() && services.len() == old.services.len())
         .then(|| old.index.0.clone())
         .flatten();
@@ -246,10 +286,9 @@ pub async fn relist(swarm: &dyn Swarm, cache: &ObservedCache) -> Result<(), Swar
     cache.replace(|current| Observed {
         services,
         tasks,
-        nodes: match nodes {
-            Some(nodes) => nodes.into_iter().map(|n| (n.id, n.hostname)).collect(),
-            None => current.nodes.clone(),
-        },
+        nodes,
+        departed,
+        unfit,
         networks: current.networks.clone(),
         objects: current.objects.clone(),
         listed_at: now,
@@ -325,6 +364,98 @@ fn merge_tasks(
             .push(task);
     }
     Ok(by_service)
+}
+
+/// The departed tasks to remember after a relist: those remembered and still recent,
+/// and each task of a listed service that was current before and is not now.
+fn departed(
+    old: &Observed,
+    services: &Services,
+    now_tasks: &HashMap<String, Vec<ObservedTask>>,
+    nodes: &HashMap<String, ObservedNode>,
+    now: f64,
+) -> HashMap<String, Vec<Departed>> {
+    let mut departed: HashMap<String, Vec<Departed>> = HashMap::new();
+    for (service, gone) in &old.departed {
+        if !services.contains_key(service) {
+            continue;
+        }
+        let recent: Vec<Departed> = gone
+            .iter()
+            .filter(|d| now - d.at < DEPARTED_MEMORY_SECS)
+            .cloned()
+            .collect();
+        if !recent.is_empty() {
+            departed.insert(service.clone(), recent);
+        }
+    }
+    for (service, before) in &old.tasks {
+        if !services.contains_key(service) {
+            continue;
+        }
+        let current: HashSet<&str> = now_tasks
+            .get(service)
+            .into_iter()
+            .flatten()
+            .map(|t| t.id.as_str())
+            .collect();
+        for task in before.iter().filter(|t| !current.contains(t.id.as_str())) {
+            let Some(node_id) = task.node_id.clone() else {
+                continue;
+            };
+            let gone = departed.entry(service.clone()).or_default();
+            gone.push(Departed {
+                slot: task.slot,
+                node_unavailable: nodes.get(&node_id).and_then(ObservedNode::unavailable),
+                node_id,
+                at: now,
+            });
+            if gone.len() > DEPARTED_PER_SERVICE {
+                gone.remove(0);
+            }
+        }
+    }
+    departed
+}
+
+/// The nodes where each service's current image could not be had: remembered across
+/// relists while the image stays, and added to from rejected tasks.
+fn unfit(
+    old: &Observed,
+    services: &Services,
+    now_tasks: &HashMap<String, Vec<ObservedTask>>,
+) -> HashMap<String, Unfit> {
+    let mut unfit = HashMap::new();
+    for (id, service) in services {
+        let image = service
+            .spec
+            .task_template
+            .as_ref()
+            .map(image_of)
+            .unwrap_or_default();
+        let mut entry = old
+            .unfit
+            .get(id)
+            .filter(|u| u.image == image)
+            .cloned()
+            .unwrap_or_else(|| Unfit {
+                image: image.clone(),
+                nodes: Default::default(),
+            });
+        for task in now_tasks.get(id).into_iter().flatten() {
+            if task.state.is_failure()
+                && task.image == image
+                && task.error.starts_with("No such image")
+                && let Some(node) = &task.node_id
+            {
+                entry.nodes.insert(node.clone(), task.error.clone());
+            }
+        }
+        if !entry.nodes.is_empty() {
+            unfit.insert(id.clone(), entry);
+        }
+    }
+    unfit
 }
 
 /// Refreshes one service after an event about it; returns the model it belongs to.

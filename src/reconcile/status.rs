@@ -7,8 +7,10 @@
 use crate::desired::compose::ComposeWarning;
 use crate::desired::naming;
 use crate::desired::stack::labels;
+use crate::reconcile::network::NetworkReport;
+use crate::reconcile::observe::Observed;
 use crate::reconcile::problem::Problem;
-use crate::swarm::{ObservedService, ObservedTask, TaskState, UpdateState};
+use crate::swarm::{ObservedNode, ObservedService, ObservedTask, TaskState, UpdateState};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
@@ -146,17 +148,68 @@ pub struct Applied {
     pub deployment_time: f64,
 }
 
+/// What surrounds a model's services when its status is derived: the whole observed
+/// swarm (nodes, other services' tasks, departed tasks) and the shared network.
+#[derive(Debug, Clone, Copy)]
+pub struct Scene<'a> {
+    /// What was listed.
+    pub observed: &'a Observed,
+    /// The shared network's addresses, if known.
+    pub network: Option<&'a NetworkReport>,
+    /// When it was observed (unix seconds).
+    pub observed_at: f64,
+}
+
+impl<'a> Scene<'a> {
+    /// The scene of `observed`, as of its last list.
+    pub fn of(observed: &'a Observed, network: Option<&'a NetworkReport>) -> Self {
+        Self {
+            observed,
+            network,
+            observed_at: observed.listed_at,
+        }
+    }
+
+    fn nodes(&self) -> impl Iterator<Item = &'a crate::swarm::ObservedNode> {
+        let mut nodes: Vec<_> = self.observed.nodes.values().collect();
+        nodes.sort_by(|a, b| a.hostname.cmp(&b.hostname));
+        nodes.into_iter()
+    }
+
+    /// A node's host name, or its id when it is not known.
+    fn hostname(&self, id: &str) -> String {
+        self.observed
+            .nodes
+            .get(id)
+            .map_or_else(|| id.to_string(), |n| n.hostname.clone())
+    }
+}
+
 /// Derives a model's status from the verdict and its observed services and tasks.
 pub fn derive(
     name: &str,
     verdict: &Verdict,
     services: &[&ObservedService],
     tasks: &[&ObservedTask],
-    nodes: &HashMap<String, String>,
-    observed_at: f64,
+    scene: &Scene<'_>,
 ) -> ModelStatus {
     let replicas = Replicas::of(services, tasks);
-    let (phase, message) = phase(verdict, services, tasks, &replicas);
+    let (phase, mut message) = phase(verdict, services, tasks, &replicas);
+    if matches!(phase, Phase::Progressing | Phase::Degraded | Phase::Pending)
+        && let Some(stuck) = why::stuck(services, tasks, scene)
+    {
+        message = stuck;
+    }
+    if phase != Phase::Removed
+        && let Some(nodes) = why::nodes(services, tasks, scene)
+    {
+        message = if message.is_empty() {
+            nodes
+        } else {
+            format!("{message}; {nodes}")
+        };
+    }
+    let (nodes, observed_at) = (&scene.observed.nodes, scene.observed_at);
     let applied = verdict.applied.as_ref();
     ModelStatus {
         name: name.to_string(),
@@ -301,7 +354,7 @@ fn rollout_failure(services: &[&ObservedService]) -> Option<String> {
 fn task_statuses(
     services: &[&ObservedService],
     tasks: &[&ObservedTask],
-    nodes: &HashMap<String, String>,
+    nodes: &HashMap<String, ObservedNode>,
 ) -> Vec<TaskStatus> {
     let names: HashMap<&str, &str> = services.iter().map(|s| (s.id.as_str(), s.name())).collect();
     let mut statuses: Vec<TaskStatus> = tasks
@@ -346,7 +399,7 @@ const MAIN_SERVICE: &str = "mlmodel";
 fn task_status(
     task: &ObservedTask,
     service_name: &str,
-    nodes: &HashMap<String, String>,
+    nodes: &HashMap<String, ObservedNode>,
 ) -> TaskStatus {
     let suffix = match (task.slot, &task.node_id) {
         (Some(slot), _) => slot.to_string(),
@@ -359,7 +412,7 @@ fn task_status(
         node: task
             .node_id
             .as_ref()
-            .and_then(|id| nodes.get(id).cloned())
+            .and_then(|id| nodes.get(id).map(|n| n.hostname.clone()))
             .unwrap_or_default(),
         desired_state: capitalise(task.desired_state.as_str()),
         state: capitalise(task.state.as_str()),
@@ -481,6 +534,8 @@ fn same_except_time(a: &ModelStatus, b: &ModelStatus) -> bool {
         && *tasks == b.tasks
         && *warnings == b.warnings
 }
+
+mod why;
 
 #[cfg(test)]
 mod tests;

@@ -1,8 +1,8 @@
 //! A [`Swarm`] decorator that counts calls by kind, for the metrics endpoint.
 
 use super::{
-    ListedObject, ListedService, ListedTask, NetworkRequest, ObjectKind, ObjectRequest,
-    ObservedNode, ObservedService, Swarm, SwarmError, SwarmEvent, SwarmInfo,
+    ListedNetwork, ListedObject, ListedService, ListedTask, NetworkRequest, ObjectKind,
+    ObjectRequest, ObservedNode, ObservedService, Swarm, SwarmError, SwarmEvent, SwarmInfo,
 };
 use async_trait::async_trait;
 use bollard::models::ServiceSpec;
@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Kinds of call, in the order metrics list them.
-pub const KINDS: [&str; 16] = [
+pub const KINDS: [&str; 17] = [
     "info",
     "list_services",
     "inspect_service",
@@ -29,6 +29,7 @@ pub const KINDS: [&str; 16] = [
     "list_objects",
     "remove_object",
     "image_digest",
+    "list_networks",
 ];
 
 /// Wraps a swarm and counts every call made through it.
@@ -105,6 +106,10 @@ impl Swarm for CountingSwarm {
     async fn network_id(&self, name: &str) -> Result<Option<String>, SwarmError> {
         self.count(8);
         self.inner.network_id(name).await
+    }
+    async fn list_networks(&self) -> Result<Vec<ListedNetwork>, SwarmError> {
+        self.count(16);
+        self.inner.list_networks().await
     }
     async fn create_network(&self, network: &NetworkRequest) -> Result<String, SwarmError> {
         self.count(9);

@@ -87,6 +87,8 @@ pub struct SwarmInfo {
     pub is_manager: bool,
     /// This node's id.
     pub node_id: String,
+    /// The swarm's default address pools (CIDR), where overlay subnets come from.
+    pub address_pools: Vec<String>,
 }
 
 /// A live service as listed: identity, version index, spec and replica counts.
@@ -288,13 +290,73 @@ pub fn image_of(spec: &TaskSpec) -> String {
         .unwrap_or_default()
 }
 
-/// A swarm node's id and host name, to show where tasks run.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A swarm node: where tasks run, whether it can take them, and what it offers.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ObservedNode {
     /// Node id.
     pub id: String,
     /// Host name.
     pub hostname: String,
+    /// "manager" or "worker".
+    pub role: String,
+    /// What the node's spec allows: "active", "pause" or "drain".
+    pub availability: String,
+    /// What the managers see: "ready", "down", "disconnected" or "unknown".
+    pub state: String,
+    /// Swarm's message about the state ("heartbeat failure"), if any.
+    pub message: String,
+    /// The node's address as the managers see it.
+    pub addr: String,
+    /// CPUs the node offers, in billionths.
+    pub nano_cpus: i64,
+    /// Memory the node offers, in bytes.
+    pub memory_bytes: i64,
+    /// Node labels (`node.labels.*` in constraints).
+    pub labels: HashMap<String, String>,
+    /// Engine labels (`engine.labels.*`).
+    pub engine_labels: HashMap<String, String>,
+    /// Platform, for `node.platform.os` and `node.platform.arch`.
+    pub os: String,
+    /// Architecture as Docker reports it (`x86_64`).
+    pub arch: String,
+}
+
+impl ObservedNode {
+    /// Whether Swarm may schedule new tasks here: ready and active.
+    pub fn takes_tasks(&self) -> bool {
+        self.state == "ready" && self.availability == "active"
+    }
+
+    /// Why the node takes no new tasks, in words ("down", "drained"), if it takes none.
+    pub fn unavailable(&self) -> Option<String> {
+        if self.state != "ready" {
+            return Some(if self.message.is_empty() || self.message == self.state {
+                self.state.clone()
+            } else {
+                format!("{} ({})", self.state, self.message)
+            });
+        }
+        match self.availability.as_str() {
+            "drain" => Some("drained".to_string()),
+            "pause" => Some("paused".to_string()),
+            _ => None,
+        }
+    }
+}
+
+/// A network as listed: id, name, and the subnets its IPAM holds.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ListedNetwork {
+    /// Network id.
+    pub id: String,
+    /// Network name.
+    pub name: String,
+    /// Driver ("overlay", "bridge").
+    pub driver: String,
+    /// "swarm" or "local".
+    pub scope: String,
+    /// Its subnets in CIDR form, as its IPAM configuration gives them.
+    pub subnets: Vec<String>,
 }
 
 /// A network to create.
@@ -308,6 +370,8 @@ pub struct NetworkRequest {
     pub attachable: bool,
     /// Labels (ownership, stack namespace).
     pub labels: HashMap<String, String>,
+    /// The subnet to give it (CIDR); `None` lets Docker pick from the swarm's pool.
+    pub subnet: Option<String>,
 }
 
 /// A secret or config to create.
@@ -412,6 +476,9 @@ pub trait Swarm: Send + Sync {
     async fn list_nodes(&self) -> Result<Vec<ObservedNode>, SwarmError>;
     /// Looks a network up by name, returning its id; `None` if missing.
     async fn network_id(&self, name: &str) -> Result<Option<String>, SwarmError>;
+    /// Lists the networks this node sees (every swarm network on a manager), with their
+    /// subnets: one API call.
+    async fn list_networks(&self) -> Result<Vec<ListedNetwork>, SwarmError>;
     /// Creates a network, returning its id.
     async fn create_network(&self, network: &NetworkRequest) -> Result<String, SwarmError>;
     /// The digest (`sha256:...`) the registry holds for `image`'s tag, asked through

@@ -90,6 +90,27 @@ impl TaskState {
         }
     }
 
+    /// Whether the task holds addresses on its networks: allocated, and not yet ended.
+    pub fn has_address(&self) -> bool {
+        matches!(
+            self,
+            Self::Allocated
+                | Self::Pending
+                | Self::Assigned
+                | Self::Accepted
+                | Self::Preparing
+                | Self::Ready
+                | Self::Starting
+                | Self::Running
+        )
+    }
+
+    /// Whether the task waits before any node runs it: not yet allocated, or not yet
+    /// scheduled.
+    pub fn is_waiting(&self) -> bool {
+        matches!(self, Self::New | Self::Allocated | Self::Pending)
+    }
+
     /// Whether the task ended in an error (Swarm restarts such tasks after a delay).
     pub fn is_failure(&self) -> bool {
         matches!(self, Self::Failed | Self::Rejected)

@@ -4,6 +4,7 @@ use super::ServeConfig;
 use crate::cli::InstanceArgs;
 use crate::desired::units;
 use crate::reconcile::controller::{ImagePolicy, ResolveImage};
+use crate::reconcile::network::SubnetChoice;
 use anyhow::Context;
 use clap::Args;
 use std::io::IsTerminal;
@@ -76,6 +77,10 @@ pub struct ServeArgs {
     /// rolled out to it as a new deployment (a model's `follow_tag` overrides this).
     #[arg(long, env = "MLMODEL_FOLLOW_TAGS")]
     follow_tags: bool,
+    /// The subnet (IPv4 CIDR) the shared network is created with when mlmodel creates
+    /// it; `auto` takes the first /16 of the swarm's address pools that nothing uses.
+    #[arg(long, env = "MLMODEL_NETWORK_SUBNET", default_value = "auto", value_parser = parse_subnet, value_name = "CIDR")]
+    network_subnet: SubnetChoice,
     #[command(flatten)]
     instance: InstanceArgs,
 }
@@ -87,6 +92,11 @@ enum LogFormat {
     Human,
     /// One JSON object per line.
     Json,
+}
+
+fn parse_subnet(text: &str) -> Result<SubnetChoice, String> {
+    text.parse()
+        .map_err(|e: crate::reconcile::network::CidrError| e.to_string())
 }
 
 fn parse_period(text: &str) -> Result<Duration, String> {
@@ -130,6 +140,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             resolve: args.resolve_image,
             follow_tags: args.follow_tags,
         },
+        network_subnet: args.network_subnet,
     };
     super::limit_malloc_arenas();
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;

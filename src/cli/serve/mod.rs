@@ -9,6 +9,7 @@ pub(crate) use flags::run;
 use crate::api::{self, ApiState, HealthProbe};
 use crate::desired::render::{Instance, Templates};
 use crate::reconcile::controller::{Controller, ImagePolicy, Parts, RunConfig};
+use crate::reconcile::network::SubnetChoice;
 use crate::sources::files::{ManifestWatcher, WatchConfig, WatcherHealth};
 use crate::sources::store::Store;
 use crate::swarm::docker::DockerSwarm;
@@ -43,6 +44,8 @@ pub struct ServeConfig {
     pub token: Option<String>,
     /// When images are pinned to digests, and whether tags are followed.
     pub images: ImagePolicy,
+    /// The subnet the shared network is created with, if mlmodel creates it.
+    pub network_subnet: SubnetChoice,
 }
 
 /// Opens the store, moving a damaged one aside with `--recover-store`; a damaged store
@@ -165,6 +168,7 @@ pub async fn serve(config: ServeConfig, shutdown: CancellationToken) -> Result<(
         instance: config.instance.clone(),
         templates,
         images: config.images,
+        network_subnet: config.network_subnet.clone(),
     });
     controller.set_manifests_dir(config.manifests.clone());
     if !config.manifests.is_dir() {
@@ -306,6 +310,7 @@ mod tests {
             local_node_state: state.into(),
             is_manager: manager,
             node_id: "n1".into(),
+            address_pools: Vec::new(),
         }
     }
 

@@ -19,6 +19,7 @@ impl Controller {
                     driver: network.driver.clone(),
                     attachable: network.attachable,
                     labels: network.labels.clone().into_iter().collect(),
+                    subnet: None,
                 };
                 let id = match self.cx.swarm.create_network(&request).await {
                     Ok(id) => id,

@@ -27,6 +27,7 @@ mod run;
 use crate::desired::Pipeline;
 use crate::desired::render::{Instance, Templates};
 use crate::desired::stack::labels;
+use crate::reconcile::network::{self, NetworkReport, SubnetChoice};
 use crate::reconcile::observe::ObservedCache;
 use crate::reconcile::queue::{Outcome, WorkQueue};
 use crate::reconcile::status::StatusCache;
@@ -44,7 +45,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
-use tracing::info;
+use tracing::{info, warn};
 
 /// How the loop runs.
 #[derive(Debug, Clone)]
@@ -96,6 +97,42 @@ pub struct Parts {
     pub templates: Arc<Templates>,
     /// When images are pinned to digests, and whether tags are followed.
     pub images: ImagePolicy,
+    /// The subnet the shared network is created with, if mlmodel creates it.
+    pub network_subnet: SubnetChoice,
+}
+
+/// The shared network as last found: its id and subnets, and the report of its addresses
+/// after the last relist (`None` until the network was ensured and listed).
+#[derive(Default)]
+pub struct SharedNetwork {
+    found: Mutex<Option<(String, Vec<String>)>>,
+    report: Mutex<Option<Arc<NetworkReport>>>,
+}
+
+impl SharedNetwork {
+    /// The report of the last relist.
+    pub fn report(&self) -> Option<Arc<NetworkReport>> {
+        self.report
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn found(&self) -> Option<(String, Vec<String>)> {
+        self.found.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn set_found(&self, id: String, subnets: Vec<String>) {
+        *self.found.lock().unwrap_or_else(|p| p.into_inner()) = Some((id, subnets));
+    }
+
+    /// Stores a new report; returns the previous one.
+    fn set_report(&self, report: NetworkReport) -> Option<Arc<NetworkReport>> {
+        self.report
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .replace(Arc::new(report))
+    }
 }
 
 /// Docker as the reconciler last found it: whether the event stream is connected, and
@@ -103,15 +140,31 @@ pub struct Parts {
 pub struct DockerLink {
     calls: Arc<CountingSwarm>,
     health: Mutex<(bool, String)>,
+    /// Why the last relist failed, until one succeeds (a manager without quorum answers
+    /// events but no lists).
+    relist_error: Mutex<Option<String>>,
 }
 
 impl DockerLink {
-    /// Whether Docker's event stream is connected, with a detail line.
+    /// Whether Docker's event stream is connected and the last relist worked, with a
+    /// detail line.
     pub fn health(&self) -> (bool, String) {
+        if let Some(error) = self
+            .relist_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        {
+            return (false, format!("cannot list the swarm: {error}"));
+        }
         self.health
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    fn set_relist_error(&self, error: Option<String>) {
+        *self.relist_error.lock().unwrap_or_else(|p| p.into_inner()) = error;
     }
 
     /// Docker API calls made so far, by kind.
@@ -144,6 +197,8 @@ pub struct Readers {
     pub instance: Instance,
     /// The templates.
     pub templates: Arc<Templates>,
+    /// The shared network's addresses.
+    pub network: Arc<SharedNetwork>,
 }
 
 impl Readers {
@@ -171,6 +226,8 @@ pub struct Controller {
     docker: Arc<DockerLink>,
     memo: Memo,
     objects: objects::ObjectMemo,
+    network: Arc<SharedNetwork>,
+    network_subnet: SubnetChoice,
 }
 
 impl Controller {
@@ -193,9 +250,12 @@ impl Controller {
             docker: Arc::new(DockerLink {
                 calls,
                 health: Mutex::new((false, "not connected yet".to_string())),
+                relist_error: Mutex::new(None),
             }),
             memo: Memo::default(),
             objects: objects::ObjectMemo::default(),
+            network: Arc::default(),
+            network_subnet: parts.network_subnet,
         })
     }
 
@@ -217,6 +277,7 @@ impl Controller {
             declarations: self.cx.declarations.clone(),
             instance: self.cx.instance.clone(),
             templates: self.cx.templates.clone(),
+            network: self.network.clone(),
         }
     }
 
@@ -254,16 +315,39 @@ impl Controller {
         names
     }
 
-    /// Creates the shared overlay network if it is missing.
+    /// Creates the shared overlay network if it is missing: with the subnet asked for,
+    /// or a free /16 of the swarm's address pools (see [`crate::reconcile::network`]).
     pub async fn ensure_network(&self) -> Result<(), SwarmError> {
         let name = &self.cx.instance.network;
         let swarm = &self.cx.swarm;
-        if let Some(id) = swarm.network_id(name).await? {
-            self.observed.update(|o| {
-                o.networks.insert(name.clone(), id);
-            });
+        let networks = swarm.list_networks().await?;
+        if let Some(found) = networks.iter().find(|n| &n.name == name) {
+            if let SubnetChoice::Fixed(asked) = &self.network_subnet
+                && !found.subnets.iter().any(|s| s == &asked.to_string())
+            {
+                warn!(network = %name, subnets = %found.subnets.join(", "), asked = %asked, "the shared network exists with other subnets; --network-subnet applies only when mlmodel creates it");
+            }
+            self.found_network(found.id.clone(), found.subnets.clone());
             return Ok(());
         }
+        let subnet = match &self.network_subnet {
+            SubnetChoice::Fixed(subnet) => Some(*subnet),
+            SubnetChoice::Auto => {
+                let pools = swarm.info().await?.address_pools;
+                let addrs: Vec<String> = swarm
+                    .list_nodes()
+                    .await?
+                    .into_iter()
+                    .map(|n| n.addr)
+                    .collect();
+                let picked =
+                    network::pick_subnet(&pools, &network::taken_subnets(&networks, &addrs));
+                if picked.is_none() {
+                    warn!(network = %name, pools = %pools.join(", "), "no free /16 in the swarm's address pools: Docker picks the subnet (a /24 holds about 120 one-replica models); pass --network-subnet");
+                }
+                picked
+            }
+        };
         let request = NetworkRequest {
             name: name.clone(),
             driver: "overlay".into(),
@@ -272,17 +356,55 @@ impl Controller {
                 labels::MANAGED_BY.to_string(),
                 self.cx.instance.name.clone(),
             )]),
+            subnet: subnet.map(|s| s.to_string()),
         };
-        let id = match swarm.create_network(&request).await {
-            Ok(id) => id,
-            Err(SwarmError::Conflict { .. }) => swarm.network_id(name).await?.unwrap_or_default(),
-            Err(e) => return Err(e),
-        };
-        info!(network = %name, "created the shared overlay network");
+        match swarm.create_network(&request).await {
+            Ok(id) => {
+                let subnets: Vec<String> = request.subnet.into_iter().collect();
+                info!(network = %name, subnet = %subnets.join(", "), "created the shared overlay network");
+                self.found_network(id, subnets);
+                Ok(())
+            }
+            // Created meanwhile by someone else: take it as it is.
+            Err(SwarmError::Conflict { .. }) => {
+                let listed = swarm.list_networks().await?;
+                let found = listed.into_iter().find(|n| &n.name == name);
+                let (id, subnets) = found.map(|n| (n.id, n.subnets)).unwrap_or_default();
+                self.found_network(id, subnets);
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn found_network(&self, id: String, subnets: Vec<String>) {
+        let name = self.cx.instance.network.clone();
         self.observed.update(|o| {
-            o.networks.insert(name.clone(), id);
+            o.networks.insert(name, id.clone());
         });
-        Ok(())
+        self.network.set_found(id, subnets);
+    }
+
+    /// Counts the shared network's addresses over the last relist, and says so when they
+    /// turn out too few (and when they suffice again).
+    fn report_network(&self) {
+        let Some((id, subnets)) = self.network.found() else {
+            return;
+        };
+        let observed = self.observed.get();
+        let report = NetworkReport::of(&self.cx.instance.network, &id, subnets, &observed);
+        let shortage = report.shortage();
+        let was_short = self
+            .network
+            .set_report(report)
+            .is_some_and(|previous| previous.is_short());
+        match shortage {
+            Some(shortage) if !was_short => warn!("{shortage}"),
+            None if was_short => {
+                info!(network = %self.cx.instance.network, "the shared network has enough addresses again")
+            }
+            _ => {}
+        }
     }
 
     /// Reconciles one model: decide, plan, act, report. Never panics on bad input.

@@ -313,14 +313,10 @@ impl Controller {
     fn report(&self, name: &str, verdict: &Verdict, observed: &Observed) {
         let services = observed.owned_by(&self.cx.instance.name, name);
         let tasks = observed.tasks_of(&services);
-        self.status.set(status::derive(
-            name,
-            verdict,
-            &services,
-            &tasks,
-            &observed.nodes,
-            observed.listed_at,
-        ));
+        let network = self.network.report();
+        let scene = status::Scene::of(observed, network.as_deref());
+        self.status
+            .set(status::derive(name, verdict, &services, &tasks, &scene));
     }
 }
 

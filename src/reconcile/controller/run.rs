@@ -80,7 +80,11 @@ impl Controller {
 
     /// Lists the swarm's services, tasks (and nodes when needed) into the cache.
     pub async fn relist(&self) -> Result<(), SwarmError> {
-        observe::relist(self.cx.swarm.as_ref(), &self.observed).await?;
+        let listed = observe::relist(self.cx.swarm.as_ref(), &self.observed).await;
+        self.docker
+            .set_relist_error(listed.as_ref().err().map(ToString::to_string));
+        listed?;
+        self.report_network();
         self.metrics
             .last_resync
             .store(record::now_unix_seconds().to_bits(), Ordering::Relaxed);
@@ -109,8 +113,13 @@ impl Controller {
             };
             state = next;
             match output {
-                WatchOutput::Idle | WatchOutput::NodesChanged => {}
+                WatchOutput::Idle => {}
+                // A node went down, came back, or was drained: its tasks move, and the
+                // statuses say so only after a relist.
+                WatchOutput::NodesChanged => self.resync().await,
                 WatchOutput::Relisted => {
+                    self.docker.set_relist_error(None);
+                    self.report_network();
                     info!("watching docker events");
                     self.docker
                         .set(true, "connected, following events".to_string());

@@ -62,6 +62,7 @@ impl Rig {
             instance: Instance::default(),
             templates: Arc::new(templates),
             images: Default::default(),
+            network_subnet: Default::default(),
         });
         controller.ensure_network().await.unwrap();
         Self {

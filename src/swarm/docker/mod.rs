@@ -10,14 +10,15 @@ mod lists;
 
 use super::registry::Credentials;
 use super::{
-    ListedObject, ListedService, ListedTask, NetworkRequest, ObjectKind, ObjectRequest,
-    ObservedNode, ObservedService, Swarm, SwarmError, SwarmEvent, SwarmInfo, states,
+    ListedNetwork, ListedObject, ListedService, ListedTask, NetworkRequest, ObjectKind,
+    ObjectRequest, ObservedNode, ObservedService, Swarm, SwarmError, SwarmEvent, SwarmInfo, states,
 };
 use async_trait::async_trait;
 use bollard::Docker;
 use bollard::errors::Error as DockerError;
 use bollard::models::{
-    EventMessage, EventMessageTypeEnum, NetworkCreateRequest, Node, Service, ServiceSpec,
+    EventMessage, EventMessageTypeEnum, Ipam, IpamConfig, NetworkCreateRequest, Node, Service,
+    ServiceSpec,
 };
 use bollard::query_parameters::{
     EventsOptions, ListConfigsOptions, ListNetworksOptions, ListNodesOptions, ListSecretsOptions,
@@ -106,6 +107,10 @@ impl Swarm for DockerSwarm {
                 .unwrap_or_default(),
             is_manager: swarm.control_available.unwrap_or(false),
             node_id: swarm.node_id.unwrap_or_default(),
+            address_pools: swarm
+                .cluster
+                .and_then(|cluster| cluster.default_addr_pool)
+                .unwrap_or_default(),
         })
     }
 
@@ -234,6 +239,30 @@ impl Swarm for DockerSwarm {
             .and_then(|network| network.id))
     }
 
+    async fn list_networks(&self) -> Result<Vec<ListedNetwork>, SwarmError> {
+        let networks = self
+            .docker
+            .list_networks(None::<ListNetworksOptions>)
+            .await
+            .map_err(|err| map_error(err, "list", "networks"))?;
+        Ok(networks
+            .into_iter()
+            .map(|network| ListedNetwork {
+                id: network.id.unwrap_or_default(),
+                name: network.name.unwrap_or_default(),
+                driver: network.driver.unwrap_or_default(),
+                scope: network.scope.unwrap_or_default(),
+                subnets: network
+                    .ipam
+                    .and_then(|ipam| ipam.config)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|config| config.subnet)
+                    .collect(),
+            })
+            .collect())
+    }
+
     async fn create_network(&self, network: &NetworkRequest) -> Result<String, SwarmError> {
         let what = format!("network {}", network.name);
         let request = NetworkCreateRequest {
@@ -241,6 +270,13 @@ impl Swarm for DockerSwarm {
             driver: Some(network.driver.clone()),
             attachable: Some(network.attachable),
             labels: Some(network.labels.clone()),
+            ipam: network.subnet.as_ref().map(|subnet| Ipam {
+                config: Some(vec![IpamConfig {
+                    subnet: Some(subnet.clone()),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
             ..Default::default()
         };
         let created = self
@@ -476,12 +512,29 @@ fn observed_service(service: Service) -> ObservedService {
 }
 
 fn observed_node(node: Node) -> ObservedNode {
+    let spec = node.spec.unwrap_or_default();
+    let description = node.description.unwrap_or_default();
+    let status = node.status.unwrap_or_default();
+    let resources = description.resources.unwrap_or_default();
+    let platform = description.platform.unwrap_or_default();
+    let words = |value: Option<String>| value.unwrap_or_default().to_lowercase();
     ObservedNode {
         id: node.id.unwrap_or_default(),
-        hostname: node
-            .description
-            .and_then(|description| description.hostname)
+        hostname: description.hostname.unwrap_or_default(),
+        role: words(spec.role.map(|role| role.to_string())),
+        availability: words(spec.availability.map(|a| a.to_string())),
+        state: words(status.state.map(|state| state.to_string())),
+        message: status.message.unwrap_or_default(),
+        addr: status.addr.unwrap_or_default(),
+        nano_cpus: resources.nano_cpus.unwrap_or_default(),
+        memory_bytes: resources.memory_bytes.unwrap_or_default(),
+        labels: spec.labels.unwrap_or_default(),
+        engine_labels: description
+            .engine
+            .and_then(|engine| engine.labels)
             .unwrap_or_default(),
+        os: platform.os.unwrap_or_default(),
+        arch: platform.architecture.unwrap_or_default(),
     }
 }
 

@@ -17,9 +17,9 @@
 //! What it does not do: fill in Docker's defaults, run rolling updates, or schedule.
 
 use super::{
-    ListedObject, ListedService, ListedTask, NetworkRequest, ObjectKind, ObjectRequest,
-    ObservedNode, ObservedService, Swarm, SwarmError, SwarmEvent, SwarmInfo, TaskState,
-    UpdateState,
+    ListedNetwork, ListedObject, ListedService, ListedTask, NetworkRequest, ObjectKind,
+    ObjectRequest, ObservedNode, ObservedService, Swarm, SwarmError, SwarmEvent, SwarmInfo,
+    TaskState, UpdateState,
 };
 use async_trait::async_trait;
 use bollard::models::{ServiceSpec, ServiceSpecMode};
@@ -34,6 +34,23 @@ use tokio::sync::broadcast;
 pub const FAKE_NODE_ID: &str = "fake-node-id";
 /// Host name of the fake swarm's only node.
 pub const FAKE_NODE_HOSTNAME: &str = "fake-node";
+
+/// The fake swarm's first node: a ready, active manager with 2 CPUs and 4 GiB.
+pub fn fake_node() -> ObservedNode {
+    ObservedNode {
+        id: FAKE_NODE_ID.to_string(),
+        hostname: FAKE_NODE_HOSTNAME.to_string(),
+        role: "manager".to_string(),
+        availability: "active".to_string(),
+        state: "ready".to_string(),
+        addr: "127.0.0.1".to_string(),
+        nano_cpus: 2_000_000_000,
+        memory_bytes: 4 << 30,
+        os: "linux".to_string(),
+        arch: "x86_64".to_string(),
+        ..ObservedNode::default()
+    }
+}
 
 /// How many events a slow subscriber may fall behind before its stream fails.
 const EVENT_BUFFER: usize = 1024;
@@ -61,6 +78,8 @@ pub enum Op {
     NetworkId,
     /// [`Swarm::create_network`].
     CreateNetwork,
+    /// [`Swarm::list_networks`].
+    ListNetworks,
     /// [`Swarm::events`].
     Events,
     /// [`Swarm::object_id`].
@@ -89,6 +108,7 @@ impl Op {
             Self::ListNodes => "list_nodes",
             Self::NetworkId => "network_id",
             Self::CreateNetwork => "create_network",
+            Self::ListNetworks => "list_networks",
             Self::Events => "events",
             Self::ObjectId => "object_id",
             Self::CreateObject => "create_object",
@@ -142,6 +162,8 @@ impl FakeSwarm {
             next_id: 1,
             services: BTreeMap::new(),
             networks: BTreeMap::new(),
+            subnets: BTreeMap::new(),
+            nodes: vec![fake_node()],
             objects: BTreeMap::new(),
             digests: HashMap::new(),
             info: SwarmInfo {
@@ -149,6 +171,7 @@ impl FakeSwarm {
                 local_node_state: "active".to_string(),
                 is_manager: true,
                 node_id: FAKE_NODE_ID.to_string(),
+                address_pools: vec!["10.0.0.0/8".to_string()],
             },
             unreachable: false,
             failures: HashMap::new(),
@@ -325,6 +348,25 @@ impl FakeSwarm {
         self.lock().add_network(name)
     }
 
+    /// Creates a network with the given subnet, as `docker network create --subnet`.
+    pub fn add_network_with_subnet(&self, name: &str, subnet: &str) -> String {
+        let mut state = self.lock();
+        state
+            .subnets
+            .insert(name.to_string(), vec![subnet.to_string()]);
+        state.add_network(name)
+    }
+
+    /// The subnets a network was created with.
+    pub fn network_subnets(&self, name: &str) -> Vec<String> {
+        self.lock().subnets.get(name).cloned().unwrap_or_default()
+    }
+
+    /// Replaces the swarm's nodes (one ready manager to begin with).
+    pub fn set_nodes(&self, nodes: Vec<ObservedNode>) {
+        self.lock().nodes = nodes;
+    }
+
     fn edit_by_hand(
         &self,
         name: &str,
@@ -431,11 +473,22 @@ impl Swarm for FakeSwarm {
     }
 
     async fn list_nodes(&self) -> Result<Vec<ObservedNode>, SwarmError> {
-        drop(self.begin(Op::ListNodes)?);
-        Ok(vec![ObservedNode {
-            id: FAKE_NODE_ID.to_string(),
-            hostname: FAKE_NODE_HOSTNAME.to_string(),
-        }])
+        Ok(self.begin(Op::ListNodes)?.nodes.clone())
+    }
+
+    async fn list_networks(&self) -> Result<Vec<ListedNetwork>, SwarmError> {
+        let state = self.begin(Op::ListNetworks)?;
+        Ok(state
+            .networks
+            .iter()
+            .map(|(name, id)| ListedNetwork {
+                id: id.clone(),
+                name: name.clone(),
+                driver: "overlay".to_string(),
+                scope: "swarm".to_string(),
+                subnets: state.subnets.get(name).cloned().unwrap_or_default(),
+            })
+            .collect())
     }
 
     async fn network_id(&self, name: &str) -> Result<Option<String>, SwarmError> {
@@ -450,7 +503,14 @@ impl Swarm for FakeSwarm {
                 message: format!("network with name {} already exists", network.name),
             });
         }
-        Ok(state.add_network(&network.name))
+        let id = state.add_network(&network.name);
+        let subnet = match &network.subnet {
+            Some(subnet) => subnet.clone(),
+            // As Docker's default pool hands out /24s.
+            None => format!("10.0.{}.0/24", state.subnets.len() + 1),
+        };
+        state.subnets.insert(network.name.clone(), vec![subnet]);
+        Ok(id)
     }
 
     async fn image_digest(&self, image: &str) -> Result<String, SwarmError> {

@@ -5,8 +5,8 @@
 use super::{FAKE_NODE_ID, Op};
 use crate::desired::stack::{object_names, object_refs};
 use crate::swarm::{
-    Deferred, ListedObject, ListedService, ListedTask, ObjectKind, ObservedService, ObservedTask,
-    SwarmError, SwarmEvent, SwarmInfo, TaskState, UpdateState,
+    Deferred, ListedObject, ListedService, ListedTask, ObjectKind, ObservedNode, ObservedService,
+    ObservedTask, SwarmError, SwarmEvent, SwarmInfo, TaskState, UpdateState,
 };
 use bollard::models::{NetworkAttachmentConfig, ServiceSpec, ServiceSpecMode, TaskSpec};
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -24,6 +24,10 @@ pub(super) struct State {
     pub(super) services: BTreeMap<String, FakeService>,
     /// Network ids by name.
     pub(super) networks: BTreeMap<String, String>,
+    /// Network subnets by name.
+    pub(super) subnets: BTreeMap<String, Vec<String>>,
+    /// The swarm's nodes.
+    pub(super) nodes: Vec<ObservedNode>,
     /// Secrets and configs by id.
     pub(super) objects: BTreeMap<String, ListedObject>,
     /// What the fake registry holds: image (`name:tag`) to digest.

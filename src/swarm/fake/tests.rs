@@ -173,6 +173,7 @@ async fn network_targets_given_by_name_are_stored_as_ids() {
         driver: "overlay".to_string(),
         attachable: true,
         labels: HashMap::new(),
+        subnet: None,
     };
     let net = swarm.create_network(&request).await.unwrap();
     assert_eq!(
