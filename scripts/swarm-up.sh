@@ -125,20 +125,33 @@ command -v docker >/dev/null 2>&1 || die "the docker client is not installed"
 # settings than these, it is stopped here and started again below; the swarm
 # and its services survive a daemon restart.
 settings="generic-resources=$generic_resources"
+# The host's own dockerd, by its pidfile: other dockerd processes may run beside it
+# (the multi-node test cluster's, scripts/cluster-up.sh), and are not this script's.
+host_dockerd_pid() {
+	local pidfile pid
+	for pidfile in /var/run/docker.pid /run/docker.pid; do
+		pid="$(cat "$pidfile" 2>/dev/null || true)"
+		if [[ -n $pid && "$(cat "/proc/$pid/comm" 2>/dev/null || true)" == dockerd ]]; then
+			printf '%s\n' "$pid"
+			return 0
+		fi
+	done
+	return 1
+}
 dockerd_environ() {
 	local pid
-	pid="$(pgrep -x dockerd 2>/dev/null | head -n 1)" || return 1
-	[[ -n $pid ]] || return 1
+	pid="$(host_dockerd_pid)" || return 1
 	as_root cat "/proc/$pid/environ" 2>/dev/null | tr '\0' '\n'
 }
-if [[ $local_daemon == 1 ]] && command -v pgrep >/dev/null 2>&1 && daemon_answers; then
+if [[ $local_daemon == 1 ]] && daemon_answers; then
 	environ="$(dockerd_environ || true)"
 	if grep -qx 'DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1' <<<"$environ" ||
 		{ grep -q '^MLMODEL_SWARM_UP=' <<<"$environ" && ! grep -qxF "MLMODEL_SWARM_UP=$settings" <<<"$environ"; }; then
 		log "restarting the dockerd this script started earlier, with the current settings ($settings)"
-		as_root pkill -TERM -x dockerd || true
+		pid="$(host_dockerd_pid || true)"
+		[[ -z $pid ]] || as_root kill -TERM "$pid" || true
 		waited=0
-		while pgrep -x dockerd >/dev/null 2>&1; do
+		while [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; do
 			((waited < 60)) || die "dockerd still runs 60 s after SIGTERM"
 			sleep 1
 			waited=$((waited + 1))
@@ -161,7 +174,7 @@ else
 	for resource in $generic_resources; do
 		dockerd_args+=(--node-generic-resource "$resource")
 	done
-	if command -v pgrep >/dev/null 2>&1 && pgrep -x dockerd >/dev/null 2>&1; then
+	if host_dockerd_pid >/dev/null; then
 		log "a dockerd process exists but does not answer yet; waiting for it"
 	else
 		# dockerd refuses to start if its pid file names a live process, and
@@ -194,7 +207,7 @@ else
 			as_root tail -n 40 "$dockerd_log" >&2 || true
 			die "could not start the Docker daemon"
 		fi
-		if ((waited >= 3)) && command -v pgrep >/dev/null 2>&1 && ! pgrep -x dockerd >/dev/null 2>&1; then
+		if ((waited >= 3)) && ! host_dockerd_pid >/dev/null; then
 			log "dockerd exited; last lines of $dockerd_log:"
 			as_root tail -n 40 "$dockerd_log" >&2 || true
 			die "could not start the Docker daemon"

@@ -13,14 +13,22 @@ use std::time::{Duration, Instant};
 
 const CONVERGE: Duration = Duration::from_secs(60);
 
-/// The Docker daemon's pid, per `pidof dockerd`.
+/// The host Docker daemon's pid, from its pidfile (the multi-node test cluster's own
+/// dockerd processes run beside it and must not be touched).
 fn dockerd_pid() -> Option<u32> {
-    let output = Command::new("pidof").arg("dockerd").output().ok()?;
-    String::from_utf8_lossy(&output.stdout)
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
+    ["/var/run/docker.pid", "/run/docker.pid"]
+        .iter()
+        .filter_map(|path| {
+            std::fs::read_to_string(path)
+                .ok()?
+                .trim()
+                .parse::<u32>()
+                .ok()
+        })
+        .find(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|comm| comm.trim() == "dockerd")
+        })
 }
 
 /// Stops the daemon with SIGTERM and waits until its process is gone.

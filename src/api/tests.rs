@@ -463,6 +463,83 @@ async fn health_reports_each_check() {
     assert_eq!(body["checks"]["store"]["ok"], true);
     assert_eq!(body["checks"]["watcher"]["ok"], true);
     assert_eq!(body["checks"]["docker"]["ok"], false);
+    // The shared network was created as the first free /16 after 10.0.0.0/16.
+    assert_eq!(body["checks"]["network"]["ok"], true);
+    assert_eq!(
+        body["checks"]["network"]["detail"],
+        "network mlmodel (10.1.0.0/16, 65533 addresses): 0 in use, 0 needed once every replica runs"
+    );
+}
+
+#[tokio::test]
+async fn a_shared_network_too_small_degrades_health_and_a_new_one_avoids_taken_subnets() {
+    let manifests = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let (_files_tx, files) = tokio::sync::watch::channel(Arc::new(FileDeclarations::default()));
+    let swarm = Arc::new(FakeSwarm::new());
+    // Someone made the shared network by hand, with 5 addresses.
+    swarm.add_network_with_subnet("mlmodel", "10.1.0.0/29");
+    let controller = Controller::new(Parts {
+        swarm: swarm.clone(),
+        store: Store::open(data.path()).unwrap(),
+        files,
+        instance: Instance::default(),
+        templates: Arc::new(Templates::builtin().unwrap()),
+        images: Default::default(),
+        network_subnet: Default::default(),
+    });
+    controller.ensure_network().await.unwrap();
+    controller.relist().await.unwrap();
+    let router = router(ApiState::new(
+        controller.readers(),
+        None,
+        Arc::new(AlwaysAlive),
+    ));
+    let api = Api {
+        router,
+        controller: controller.clone(),
+        manifests,
+        files_tx: _files_tx,
+        _data: data,
+    };
+    // Three models of the default scale, 2.
+    for name in ["a", "b", "c"] {
+        let (status, _) = api.call("POST", &format!("/{name}"), Some(BODY), &[]).await;
+        assert_eq!(status, StatusCode::OK);
+        controller.reconcile(name).await;
+    }
+    controller.relist().await.unwrap();
+    let (status, body) = api.get("/healthz").await;
+    // Docker's event stream is not followed here (unhealthy), so the network's verdict
+    // shows in its check.
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["checks"]["network"]["ok"], false, "{body}");
+    let detail = body["checks"]["network"]["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with("network mlmodel (10.1.0.0/29, 5 addresses) is too small: the services on it need 10 addresses once every replica runs (6 for tasks, 3 for service VIPs, 1 for nodes), 5 more than it has;"),
+        "{detail}"
+    );
+
+    // A second instance's network is created clear of it.
+    let (_tx, files) = tokio::sync::watch::channel(Arc::new(FileDeclarations::default()));
+    let data = tempfile::tempdir().unwrap();
+    let other = Controller::new(Parts {
+        swarm: swarm.clone(),
+        store: Store::open(data.path()).unwrap(),
+        files,
+        instance: Instance {
+            network: "other".into(),
+            ..Instance::default()
+        },
+        templates: Arc::new(Templates::builtin().unwrap()),
+        images: Default::default(),
+        network_subnet: Default::default(),
+    });
+    other.ensure_network().await.unwrap();
+    assert_eq!(
+        swarm.network_subnets("other"),
+        vec!["10.2.0.0/16".to_string()]
+    );
 }
 
 #[tokio::test]

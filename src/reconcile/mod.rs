@@ -10,10 +10,13 @@
 //! - [`controller`]: one reconcile per model as a pipeline of stages (read, decide,
 //!   resolve, build, plan, carry out, report) over a small context of boundaries; the
 //!   loops; reader handles for the API. Its `decide` is pure.
+//! - [`network`]: the shared network's subnet (picked free, a /16) and its addresses, used
+//!   and needed, as a report the status and `/healthz` read.
 //! - [`plan`]: the pure diff of desired and observed, as actions.
 //! - [`problem`]: why a model is not converged, typed until the status words it.
 //! - [`queue`]: per-model work queue with coalescing and backoff.
-//! - [`status`]: each model's phase and message (a pure derivation), cached for readers.
+//! - [`status`]: each model's phase and message (a pure derivation, with why replicas wait
+//!   or moved), cached for readers.
 
 pub mod controller;
 pub mod network;
