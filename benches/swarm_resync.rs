@@ -1,5 +1,7 @@
 //! Target, on the real swarm: a resync of 1000 converged models costs at most 3 Docker API
-//! calls and under 20 ms of CPU, HTTP and JSON included.
+//! calls and under 20 ms of CPU, HTTP and JSON included. At any count (`BENCH_MODELS=10000`
+//! for the scale target): at most 3 calls, CPU no more than bollard's typed decoding of
+//! the same two lists, and resident memory under 256 MB.
 //!
 //! NEEDS A DOCKER SWARM MANAGER (scripts/swarm-up.sh); refuses to run without one.
 //!
@@ -19,7 +21,7 @@ use bollard::models::{Service, Task};
 use bollard::query_parameters::{ListServicesOptions, ListTasksOptions};
 use common::fake_rig::model_name;
 use common::swarm::{manifest, remove_and_wait, require_swarm, unique_instance};
-use common::{CpuClock, Row, Samples, Target, print_table};
+use common::{CpuClock, Row, Samples, Target, print_table, rss_mb};
 use mlmodel::desired::render::{Instance, Templates};
 use mlmodel::reconcile::controller::{Controller, Parts};
 use mlmodel::reconcile::queue::Outcome;
@@ -46,6 +48,7 @@ fn main() {
 
 async fn run(models: usize, rounds: usize) {
     let real = require_swarm("swarm_resync").await;
+    let rss_before = rss_mb();
     let instance = unique_instance("resync");
     let manifests = tempfile::tempdir().expect("temp dir");
     let data = tempfile::tempdir().expect("temp dir");
@@ -105,6 +108,9 @@ async fn run(models: usize, rounds: usize) {
         calls.push(made as f64);
     }
     let writes = controller.metrics.writes.load(Ordering::Relaxed) - writes_before;
+    // Everything a running mlmodel holds for these models is in this process now: the
+    // scanned manifests, the store, the observed cache, the memo and the statuses.
+    let rss_after = rss_mb();
 
     // The baseline: the same two lists through bollard's typed calls, which decode
     // every spec (the adapter reads only the headers and defers the specs).
@@ -124,6 +130,14 @@ async fn run(models: usize, rounds: usize) {
     let thread = Samples::millis(&thread);
     let raw = Samples::millis(&raw);
     let calls = Samples::new(calls);
+    // 20 ms is the target for 1000 models; beyond, the target is the baseline itself.
+    let absolute = |ms: f64| {
+        if models <= 1000 {
+            Target::Below(ms)
+        } else {
+            Target::None
+        }
+    };
     print_table(
         &format!("resync of {models} converged models (real swarm, {rounds} rounds)"),
         &[
@@ -146,14 +160,28 @@ async fn run(models: usize, rounds: usize) {
                 thread.median(),
                 Some(raw.median()),
                 "ms",
-                Target::Below(20.0),
+                absolute(20.0),
             ),
             Row::new(
                 "resync CPU, thread (max)",
                 thread.max(),
                 Some(raw.median()),
                 "ms",
-                Target::Below(20.0),
+                absolute(20.0),
+            ),
+            Row::new(
+                "resync CPU against bollard's typed lists (median)",
+                thread.median(),
+                Some(raw.median()),
+                "ms",
+                Target::RatioAtMost(1.0),
+            ),
+            Row::new(
+                "resident memory after the resyncs",
+                rss_after,
+                Some(rss_before),
+                "MB",
+                Target::Below(256.0),
             ),
             Row::new(
                 "resync wall time (median)",
@@ -166,6 +194,7 @@ async fn run(models: usize, rounds: usize) {
         &[
             "baseline: CPU of the same two list calls through bollard's typed calls (HTTP and the decoding of every spec included), median".to_string(),
             "a resync = relist (list services, list tasks) + reconcile of every model, as the periodic tick does, on one thread".to_string(),
+            "resident memory: this process's VmRSS, which holds what mlmodel serve holds for the models (manifests, store, caches, statuses); baseline: before any of it was built".to_string(),
         ],
     );
     // Let the engine finish tearing down before another benchmark starts.

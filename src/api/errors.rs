@@ -31,9 +31,15 @@ pub enum ApiError {
     /// 422: a field failed validation.
     #[error("{0}")]
     Invalid(String),
-    /// 500: the server failed (the store could not be written).
+    /// 500: the server failed (a value the store could not encode or decode).
     #[error("{0}")]
     Internal(String),
+    /// 503: the store met an I/O error other than a full disk; the write was not made.
+    #[error("{0}")]
+    Unavailable(String),
+    /// 507: the disk holding the store is full; the write was not made.
+    #[error("{0}")]
+    InsufficientStorage(String),
 }
 
 impl ApiError {
@@ -49,6 +55,8 @@ impl ApiError {
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
         }
     }
 }

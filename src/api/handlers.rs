@@ -7,6 +7,7 @@ use crate::desired::manifest::read_spec;
 use crate::desired::record::{self, DeploymentRecord};
 use crate::desired::record::{HistoryEntry, Source};
 use crate::reconcile::status::ModelStatus;
+use crate::sources::store::StoreError;
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
@@ -138,7 +139,7 @@ pub async fn delete_model(
     } else {
         store.set_stopped(&name, true).await
     };
-    stopped.map_err(store_error)?;
+    stopped.map_err(store_error(&store))?;
     state.readers.queue.add(&name);
     Ok(Json(answer))
 }
@@ -190,7 +191,17 @@ async fn health_checks(state: &ApiState) -> (Health, Value) {
     let (docker_ok, docker_detail) = state.readers.docker.health();
     let (store_ok, store_detail) = match state.readers.store.flush().await {
         Ok(()) => (true, "writable".to_string()),
-        Err(e) => (false, e.to_string()),
+        Err(e) => match e.io_error() {
+            Some(_) if e.is_disk_full() => (
+                false,
+                format!(
+                    "the disk holding the store {} is full (no space left on device)",
+                    state.readers.store.dir().display()
+                ),
+            ),
+            Some(io) => (false, format!("{e}: {io}")),
+            None => (false, e.to_string()),
+        },
     };
     let (watcher_ok, watcher_detail) = state.probe.watcher();
     let (network_ok, network_detail) = match state.readers.network.report() {
@@ -316,12 +327,13 @@ async fn record_deployment(
         .store
         .append(entry.clone())
         .await
-        .map_err(store_error)?;
+        .map_err(store_error(&state.readers.store))?;
     state.readers.queue.add(&entry.record.spec.name);
     Ok(Arc::unwrap_or_clone(entry))
 }
 
 fn history(state: &ApiState, name: &str, n: usize) -> Result<Vec<HistoryEntry>, ApiError> {
+    let mut unreadable = None;
     let history: Vec<HistoryEntry> = state
         .readers
         .store
@@ -330,9 +342,25 @@ fn history(state: &ApiState, name: &str, n: usize) -> Result<Vec<HistoryEntry>, 
         .filter_map(|entry| {
             entry
                 .inspect_err(|e| tracing::warn!(model = name, error = %e, "skipping an unreadable history entry"))
+                .map_err(|e| {
+                    unreadable.get_or_insert(e);
+                })
                 .ok()
         })
         .collect();
+    if history.is_empty()
+        && let Some(error) = unreadable.filter(StoreError::is_io)
+    {
+        let dir = state.readers.store.dir().display();
+        let why = if error.is_disk_full() {
+            "its disk is full".to_string()
+        } else {
+            format!("of an I/O error ({error})")
+        };
+        return Err(ApiError::Unavailable(format!(
+            "the store in {dir} cannot be read now because {why}: every model keeps running as last declared, and its status is still served (GET /{name}/status); try again once the disk works"
+        )));
+    }
     if history.is_empty() {
         return Err(ApiError::NotFound(format!(
             "model {name:?} has no deployment record"
@@ -451,8 +479,28 @@ fn invalid(errors: &[crate::desired::validate::FieldError]) -> ApiError {
     )
 }
 
-fn store_error(error: impl std::fmt::Display) -> ApiError {
-    ApiError::Internal(format!("the store failed: {error}"))
+/// A store write that failed, by what the caller can do: a full disk is 507 and an I/O
+/// error 503 (nothing was recorded, the model runs as last declared, and the store opens
+/// again by itself once the disk works), anything else 500.
+fn store_error(store: &crate::sources::store::Store) -> impl Fn(StoreError) -> ApiError + '_ {
+    move |error| {
+        let dir = store.dir().display();
+        let io = error
+            .io_error()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        if error.is_disk_full() {
+            ApiError::InsufficientStorage(format!(
+                "the disk holding the store {dir} is full (no space left on device): nothing was recorded, and every model keeps running as last declared; free space there and try again (no restart needed)"
+            ))
+        } else if error.is_io() {
+            ApiError::Unavailable(format!(
+                "the store in {dir} met an I/O error ({io}): nothing was recorded, and every model keeps running as last declared; try again once the disk works (no restart needed)"
+            ))
+        } else {
+            ApiError::Internal(format!("the store failed: {error}"))
+        }
+    }
 }
 
 fn json_kind(value: &Value) -> &'static str {

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use sled::Transactional;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -114,6 +114,36 @@ pub enum StoreError {
     },
 }
 
+impl StoreError {
+    /// The I/O error underneath, if the database met one.
+    pub fn io_error(&self) -> Option<&std::io::Error> {
+        match self {
+            Self::CreateDir { source, .. } | Self::MoveAside { source, .. } => Some(source),
+            Self::Open { source, .. }
+            | Self::Read { source, .. }
+            | Self::Write { source, .. }
+            | Self::Flush { source, .. } => match source {
+                sled::Error::Io(io) => Some(io),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// Whether the disk (or the quota) holding the store is full.
+    pub fn is_disk_full(&self) -> bool {
+        self.io_error().is_some_and(|io| {
+            io.kind() == std::io::ErrorKind::StorageFull
+                || matches!(io.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
+        })
+    }
+
+    /// Whether it is an I/O error of the database (the disk, not the data).
+    pub fn is_io(&self) -> bool {
+        self.io_error().is_some()
+    }
+}
+
 /// Per-model metadata.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 struct ModelMeta {
@@ -131,9 +161,8 @@ pub struct Store {
 #[derive(Debug)]
 struct Inner {
     dir: PathBuf,
-    db: sled::Db,
-    history: sled::Tree,
-    models: sled::Tree,
+    /// The open database; `None` after an I/O error closed it, until it opens again.
+    handles: RwLock<Option<Arc<Handles>>>,
     /// Serialises writers. Writes are rare (one per deploy or stop), and a single writer
     /// makes choosing the next sequence number and clearing a model race-free without
     /// retry loops. A std mutex suffices: it is never held across an await.
@@ -152,6 +181,50 @@ struct LatestCache {
     generation: u64,
     entries: HashMap<String, Arc<HistoryEntry>>,
     stopped: HashMap<String, bool>,
+}
+
+/// The open database and its two trees.
+#[derive(Debug)]
+struct Handles {
+    db: sled::Db,
+    history: sled::Tree,
+    models: sled::Tree,
+}
+
+impl Handles {
+    fn open(dir: &Path) -> Result<Handles, StoreError> {
+        let shown = dir.display().to_string();
+        // No background flusher: every write flushes before it returns, and without the
+        // flusher thread (which holds the database) dropping the store releases its lock
+        // at once, so it can be opened again in the same process.
+        let db = sled::Config::new()
+            .path(dir)
+            .flush_every_ms(None)
+            .open()
+            .map_err(|source| {
+                if is_locked_by_another(dir) {
+                    StoreError::Locked { dir: shown.clone() }
+                } else {
+                    StoreError::Open {
+                        dir: shown.clone(),
+                        source,
+                    }
+                }
+            })?;
+        let open_tree = |name: &str| {
+            db.open_tree(name).map_err(|source| StoreError::Open {
+                dir: shown.clone(),
+                source,
+            })
+        };
+        let history = open_tree("history")?;
+        let models = open_tree("models")?;
+        Ok(Handles {
+            db,
+            history,
+            models,
+        })
+    }
 }
 
 /// Separates a model's name from the sequence number in history keys.
@@ -185,46 +258,70 @@ impl Store {
 
     /// Opens the store in `dir`, creating the directory and the database if needed.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        let shown = dir.display().to_string();
         std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
-            dir: shown.clone(),
+            dir: dir.display().to_string(),
             source,
         })?;
-        // No background flusher: every write flushes before it returns, and without the
-        // flusher thread (which holds the database) dropping the store releases its lock
-        // at once, so it can be opened again in the same process.
-        let db = sled::Config::new()
-            .path(dir)
-            .flush_every_ms(None)
-            .open()
-            .map_err(|source| {
-                if is_locked_by_another(dir) {
-                    StoreError::Locked { dir: shown.clone() }
-                } else {
-                    StoreError::Open {
-                        dir: shown.clone(),
-                        source,
-                    }
-                }
-            })?;
-        let open_tree = |name: &str| {
-            db.open_tree(name).map_err(|source| StoreError::Open {
-                dir: shown.clone(),
-                source,
-            })
-        };
-        let history = open_tree("history")?;
-        let models = open_tree("models")?;
+        let handles = Handles::open(dir)?;
         Ok(Store {
             inner: Arc::new(Inner {
                 dir: dir.to_path_buf(),
-                db,
-                history,
-                models,
+                handles: RwLock::new(Some(Arc::new(handles))),
                 writer: Mutex::new(()),
                 latest: Mutex::new(LatestCache::default()),
             }),
         })
+    }
+
+    /// The directory the store lives in.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// The open database, opening it again if an I/O error closed it.
+    fn handles(&self) -> Result<Arc<Handles>, StoreError> {
+        if let Some(handles) = self.read_handles().as_ref() {
+            return Ok(handles.clone());
+        }
+        let mut slot = self
+            .inner
+            .handles
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(handles) = slot.as_ref() {
+            return Ok(handles.clone());
+        }
+        let handles = Arc::new(Handles::open(&self.inner.dir)?);
+        *slot = Some(handles.clone());
+        tracing::info!(dir = %self.inner.dir.display(), "the store is open again after an I/O error");
+        Ok(handles)
+    }
+
+    fn read_handles(&self) -> std::sync::RwLockReadGuard<'_, Option<Arc<Handles>>> {
+        self.inner.handles.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// After an I/O error: sled keeps the first I/O error and fails every later call
+    /// with it, and what it holds in memory may include the write that failed (never
+    /// acknowledged). So the database is closed and opened again from what is on disk,
+    /// now or at the next call (on a full disk it does not open until space returns).
+    /// The decoded cache holds only acknowledged values (a failed write forgets its
+    /// model's), so reconciles of the other models go on from it meanwhile.
+    fn reopen_after(&self, error: &StoreError) {
+        if !error.is_io() {
+            return;
+        }
+        let closed = self
+            .inner
+            .handles
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        drop(closed);
+        tracing::warn!(dir = %self.inner.dir.display(), error = %error, "the store hit an I/O error: closed it, to open it again from disk");
+        // A reader may still hold the old database for a moment; then the next call
+        // opens it.
+        let _ = self.handles();
     }
 
     /// Appends `entry` to its model's history, clears the model's stopped flag, and
@@ -251,17 +348,16 @@ impl Store {
             let sequence = self.next_sequence(&name)?;
             let key = history_key(&name, sequence);
             let meta = self.updated_meta(&name, |meta| meta.stopped = false)?;
+            let handles = self.handles()?;
             self.commit(
                 &name,
                 || {
                     let written: sled::transaction::TransactionResult<(), ()> =
-                        (&self.inner.history, &self.inner.models).transaction(
-                            |(history, models)| {
-                                history.insert(key.as_slice(), value.as_slice())?;
-                                models.insert(name.as_bytes(), meta.as_slice())?;
-                                Ok(())
-                            },
-                        );
+                        (&handles.history, &handles.models).transaction(|(history, models)| {
+                            history.insert(key.as_slice(), value.as_slice())?;
+                            models.insert(name.as_bytes(), meta.as_slice())?;
+                            Ok(())
+                        });
                     written.map_err(|e| write_error(&name, e))
                 },
                 |cache| {
@@ -270,7 +366,7 @@ impl Store {
                 },
             )?;
         }
-        self.flush().await
+        self.flush_for(&name).await
     }
 
     /// The model's last `n` history entries, newest first.
@@ -281,8 +377,12 @@ impl Store {
         let Ok(prefix) = history_prefix(name) else {
             return Vec::new();
         };
+        let handles = match self.handles() {
+            Ok(handles) => handles,
+            Err(e) => return vec![Err(e)],
+        };
         let mut entries = Vec::new();
-        for item in self.inner.history.scan_prefix(prefix).rev().take(n) {
+        for item in handles.history.scan_prefix(prefix).rev().take(n) {
             match item {
                 Ok((key, value)) => entries.push(decode_entry(name, &key, &value)),
                 Err(source) => {
@@ -311,7 +411,7 @@ impl Store {
             }
             cache.generation
         };
-        let entry = match self.inner.history.scan_prefix(prefix).next_back() {
+        let entry = match self.handles()?.history.scan_prefix(prefix).next_back() {
             None => return Ok(None),
             Some(Ok((key, value))) => Arc::new(decode_entry(name, &key, &value)?),
             Some(Err(source)) => {
@@ -347,6 +447,10 @@ impl Store {
         cache.stopped.remove(name);
         if written.is_ok() {
             known(&mut cache);
+        }
+        drop(cache);
+        if let Err(error) = &written {
+            self.reopen_after(error);
         }
         written
     }
@@ -384,7 +488,7 @@ impl Store {
     /// The names of every model with history or metadata, sorted.
     pub fn names(&self) -> Result<Vec<String>, StoreError> {
         let mut names = Vec::new();
-        for key in self.inner.models.iter().keys() {
+        for key in self.handles()?.models.iter().keys() {
             let key = key.map_err(|source| StoreError::Read {
                 name: "(all models)".to_string(),
                 source,
@@ -426,10 +530,11 @@ impl Store {
         {
             let _writer = self.lock_writer();
             let meta = self.updated_meta(name, |meta| meta.stopped = stopped)?;
+            let handles = self.handles()?;
             self.commit(
                 name,
                 || {
-                    self.inner
+                    handles
                         .models
                         .insert(name.as_bytes(), meta)
                         .map_err(|source| StoreError::Write {
@@ -442,7 +547,7 @@ impl Store {
                 },
             )?;
         }
-        self.flush().await
+        self.flush_for(name).await
     }
 
     /// Forgets the model entirely: its history and its metadata. Flushes to disk.
@@ -471,8 +576,9 @@ impl Store {
         let prefix = history_prefix(name)?;
         {
             let _writer = self.lock_writer();
+            let handles = self.handles()?;
             let mut removals = sled::Batch::default();
-            for key in self.inner.history.scan_prefix(prefix).keys() {
+            for key in handles.history.scan_prefix(prefix).keys() {
                 let key = key.map_err(|source| StoreError::Read {
                     name: name.to_string(),
                     source,
@@ -481,7 +587,7 @@ impl Store {
             }
             let clear = || {
                 let cleared: sled::transaction::TransactionResult<(), ()> =
-                    (&self.inner.history, &self.inner.models).transaction(|(history, models)| {
+                    (&handles.history, &handles.models).transaction(|(history, models)| {
                         history.apply_batch(&removals)?;
                         match &meta {
                             Some(meta) => models.insert(name.as_bytes(), meta.as_slice())?,
@@ -493,7 +599,20 @@ impl Store {
             };
             self.commit(name, clear, |_| {})?;
         }
-        self.flush().await
+        self.flush_for(name).await
+    }
+
+    /// Flushes a write of `name`'s data; if that fails, the model's cached values (set by
+    /// the write, which is not acknowledged) are forgotten.
+    async fn flush_for(&self, name: &str) -> Result<(), StoreError> {
+        let flushed = self.flush().await;
+        if flushed.is_err() {
+            let mut cache = self.lock_latest();
+            cache.generation += 1;
+            cache.entries.remove(name);
+            cache.stopped.remove(name);
+        }
+        flushed
     }
 
     /// Writes everything buffered to disk.
@@ -501,10 +620,10 @@ impl Store {
     /// sled's `flush_async` was seen to hang when several tasks flushed at once; a
     /// blocking flush on tokio's blocking pool has no such problem and costs the same.
     pub async fn flush(&self) -> Result<(), StoreError> {
-        let inner = self.inner.clone();
-        let flushed = tokio::task::spawn_blocking(move || inner.db.flush()).await;
+        let handles = self.handles()?;
+        let flushed = tokio::task::spawn_blocking(move || handles.db.flush()).await;
         let dir = || self.inner.dir.display().to_string();
-        match flushed {
+        let result = match flushed {
             Ok(result) => result
                 .map(drop)
                 .map_err(|source| StoreError::Flush { dir: dir(), source }),
@@ -512,7 +631,11 @@ impl Store {
                 dir: dir(),
                 source: sled::Error::ReportableBug(format!("the flush task failed: {join}")),
             }),
+        };
+        if let Err(error) = &result {
+            self.reopen_after(error);
         }
+        result
     }
 
     fn lock_writer(&self) -> MutexGuard<'_, ()> {
@@ -527,7 +650,13 @@ impl Store {
     /// The sequence number after the model's newest entry. Callers hold the writer lock.
     fn next_sequence(&self, name: &str) -> Result<u64, StoreError> {
         let prefix = history_prefix(name)?;
-        match self.inner.history.scan_prefix(&prefix).keys().next_back() {
+        match self
+            .handles()?
+            .history
+            .scan_prefix(&prefix)
+            .keys()
+            .next_back()
+        {
             None => Ok(0),
             Some(Ok(key)) => sequence_of(&key, prefix.len())
                 .map(|last| last.saturating_add(1))
@@ -545,7 +674,7 @@ impl Store {
 
     fn meta(&self, name: &str) -> Result<Option<ModelMeta>, StoreError> {
         let value = self
-            .inner
+            .handles()?
             .models
             .get(name.as_bytes())
             .map_err(|source| StoreError::Read {

@@ -331,7 +331,8 @@ async fn a_corrupt_record_is_an_error_naming_it_and_hides_nothing_else() {
     let good = entry("m", "b1");
     store.append(good.clone()).await.unwrap();
     store
-        .inner
+        .handles()
+        .unwrap()
         .history
         .insert(history_key("m", 1), &b"{not json"[..])
         .unwrap();
@@ -356,7 +357,8 @@ async fn a_corrupt_record_is_an_error_naming_it_and_hides_nothing_else() {
     );
 
     store
-        .inner
+        .handles()
+        .unwrap()
         .history
         .insert(history_key("m", 3), &b"[]"[..])
         .unwrap();
@@ -369,7 +371,12 @@ async fn a_corrupt_record_is_an_error_naming_it_and_hides_nothing_else() {
 #[tokio::test]
 async fn corrupt_metadata_is_an_error_and_the_next_write_repairs_it() {
     let (_dir, store) = open_temp();
-    store.inner.models.insert("m", &b"\xff"[..]).unwrap();
+    store
+        .handles()
+        .unwrap()
+        .models
+        .insert("m", &b"\xff"[..])
+        .unwrap();
     let error = store.is_stopped("m").unwrap_err().to_string();
     assert!(error.contains("model m under key models/m"), "{error}");
     store.append(entry("m", "b1")).await.unwrap();
