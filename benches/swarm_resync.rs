@@ -75,6 +75,7 @@ async fn run(models: usize, rounds: usize) {
         templates: Arc::new(Templates::builtin().expect("built-in templates")),
         images: Default::default(),
         network_subnet: Default::default(),
+        lease: None,
     });
     controller.ensure_network().await.expect("network");
 

@@ -11,6 +11,10 @@
 #   socket         unix:///run/mlmodel-cluster/mlmodel-node-N/docker.sock
 #   data root      /var/lib/mlmodel-cluster/mlmodel-node-N
 #   log            /var/log/mlmodel-cluster/mlmodel-node-N.log
+#   node socket    /var/lib/mlmodel-node-socket/docker.sock, the same path on every
+#                  node but each node's own (a tmpfs of its mount namespace): what a
+#                  service that bind-mounts "the node's Docker socket" mounts here
+#                  (mlmodel's own stack, with MLMODEL_DOCKER_SOCKET set to it)
 #
 # The nodes have no default route: a pull of an image no node has fails at
 # once instead of waiting for a DNS server it cannot reach.
@@ -22,6 +26,7 @@ cluster_run="${MLMODEL_CLUSTER_RUN:-/run/mlmodel-cluster}"
 cluster_data="${MLMODEL_CLUSTER_DATA:-/var/lib/mlmodel-cluster}"
 cluster_logs="${MLMODEL_CLUSTER_LOGS:-/var/log/mlmodel-cluster}"
 cluster_prefix="mlmodel-node-"
+node_socket_dir="/var/lib/mlmodel-node-socket"
 
 log() { printf '%s: %s\n' "${script_name:-cluster}" "$*" >&2; }
 die() {
@@ -128,20 +133,22 @@ start_node() {
 		# network namespace, so that /sys/class/net shows the node's own devices;
 		# the host's cgroup mounts are moved onto it.
 		setsid --fork nohup unshare --mount --uts --propagation private sh -c '
-			node="$1" netns="/run/netns/$1" log="$2" cgroups="$3"
-			shift 3
+			node="$1" netns="/run/netns/$1" log="$2" cgroups="$3" sockets="$4"
+			shift 4
 			hostname "$node"
 			PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 			export PATH
-			mkdir -p "$cgroups"
+			mkdir -p "$cgroups" "$sockets"
 			mount --rbind /sys/fs/cgroup "$cgroups"
+			mount -t tmpfs -o size=1m,mode=0755 tmpfs "$sockets"
 			exec nsenter --net="$netns" sh -c "
 				mount -t sysfs sysfs /sys &&
 				mount --move \"\$0\" /sys/fs/cgroup &&
 				exec \"\$@\"" "$cgroups" "$@" >>"$log" 2>&1' \
-			sh "$node" "$cluster_logs/$node.log" "$cluster_run/$node/cgroup" \
+			sh "$node" "$cluster_logs/$node.log" "$cluster_run/$node/cgroup" "$node_socket_dir" \
 			"$dockerd" \
 			--host "$(node_host "$node")" \
+			--host "unix://$node_socket_dir/docker.sock" \
 			--data-root "$cluster_data/$node" \
 			--exec-root "$cluster_run/$node/exec" \
 			--pidfile "$pidfile" \

@@ -13,8 +13,9 @@
 # a node whose role changed is promoted or demoted.
 #
 # Every node gets the host's test images (mlmodel-test/*), built first with
-# scripts/build-test-image.sh if the host has none: the host's dockerd must
-# answer (scripts/swarm-up.sh starts it).
+# scripts/build-test-image.sh if the host has none, and mlmodel's own image
+# (mlmodel/mlmodel) if scripts/build-mlmodel-image.sh built it: the host's
+# dockerd must answer (scripts/swarm-up.sh starts it).
 #
 # The swarm's dispatcher heartbeat is 2 s (Docker's default is 5 s), so that a
 # stopped node is marked down in seconds.
@@ -171,10 +172,16 @@ log "$total nodes Ready ($managers manager(s), $workers worker(s))"
 
 # --- test images ---------------------------------------------------------------------
 images=()
-while read -r image; do images+=("$image"); done < <(docker images --format '{{.Repository}}:{{.Tag}}' 'mlmodel-test/*')
-if ((${#images[@]} == 0)); then
+list_images() {
+	docker images --format '{{.Repository}}:{{.Tag}}' 'mlmodel-test/*'
+	# mlmodel's own image, when scripts/build-mlmodel-image.sh has built it.
+	docker images --format '{{.Repository}}:{{.Tag}}' 'mlmodel/mlmodel'
+}
+while read -r image; do images+=("$image"); done < <(list_images)
+if ! docker image inspect mlmodel-test/static-http:1 >/dev/null 2>&1; then
 	bash "$repo_root/scripts/build-test-image.sh" || die "building the test image failed"
-	while read -r image; do images+=("$image"); done < <(docker images --format '{{.Repository}}:{{.Tag}}' 'mlmodel-test/*')
+	images=()
+	while read -r image; do images+=("$image"); done < <(list_images)
 fi
 archive="$cluster_run/images.tar"
 for i in $(seq "$total"); do

@@ -72,6 +72,7 @@ impl FakeRig {
             templates: Arc::new(Templates::builtin().expect("built-in templates")),
             images: Default::default(),
             network_subnet: Default::default(),
+            lease: None,
         });
         controller.ensure_network().await.expect("network");
         Self {

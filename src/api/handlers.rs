@@ -63,6 +63,7 @@ pub async fn deploy(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
+    refuse_standby(&state)?;
     let body = read_json(&headers, body).await?;
     let Value::Object(fields) = &body else {
         return Err(ApiError::Invalid(format!(
@@ -127,6 +128,7 @@ pub async fn delete_model(
     Query(params): Params,
 ) -> Result<Json<Value>, ApiError> {
     let clear = flag(&params, "clear_all_records")?.unwrap_or(false);
+    refuse_standby(&state)?;
     refuse_file_owned(&state, &name)?;
     let newest = history(&state, &name, 1)?;
     let status = state.readers.status.get(&name);
@@ -165,6 +167,7 @@ pub async fn rollback(
     Path(name): Path<String>,
     Query(params): Params,
 ) -> Result<Json<Value>, ApiError> {
+    refuse_standby(&state)?;
     refuse_file_owned(&state, &name)?;
     let history = history(&state, &name, usize::MAX)?;
     let target = match params.get("to") {
@@ -208,11 +211,18 @@ async fn health_checks(state: &ApiState) -> (Health, Value) {
         Some(report) => (!report.is_short(), report.detail()),
         None => (true, "not listed yet".to_string()),
     };
+    let lease_detail = match (state.readers.lease.standby(), state.readers.lease.term()) {
+        (Some(why), _) => why,
+        (None, Some(term)) => format!("active: this mlmodel holds the lease (term {term})"),
+        (None, None) => "not used: this mlmodel always acts (no --lease)".to_string(),
+    };
     let checks = json!({
         "docker": {"ok": docker_ok, "detail": docker_detail},
         "store": {"ok": store_ok, "detail": store_detail},
         "watcher": {"ok": watcher_ok, "detail": watcher_detail},
         "network": {"ok": network_ok, "detail": network_detail},
+        // A standby is healthy: it is ready to take over.
+        "lease": {"ok": true, "detail": lease_detail},
     });
     let health = if !(docker_ok && store_ok && watcher_ok) {
         Health::Unhealthy
@@ -367,6 +377,17 @@ fn history(state: &ApiState, name: &str, n: usize) -> Result<Vec<HistoryEntry>, 
         )));
     }
     Ok(history)
+}
+
+/// A standby (a copy that does not hold the lease) writes nothing: 503, naming the
+/// active copy.
+fn refuse_standby(state: &ApiState) -> Result<(), ApiError> {
+    match state.readers.lease.standby() {
+        Some(why) => Err(ApiError::Unavailable(format!(
+            "{why}: send writes there (reads are answered here)"
+        ))),
+        None => Ok(()),
+    }
 }
 
 fn refuse_file_owned(state: &ApiState, name: &str) -> Result<(), ApiError> {

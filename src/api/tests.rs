@@ -45,6 +45,7 @@ async fn api_with(token: Option<&str>, instance: Instance) -> Api {
         templates: Arc::new(Templates::builtin().unwrap()),
         images: Default::default(),
         network_subnet: Default::default(),
+        lease: None,
     });
     controller.ensure_network().await.unwrap();
     // As `mlmodel serve` does before reconciling anything.
@@ -487,6 +488,7 @@ async fn a_shared_network_too_small_degrades_health_and_a_new_one_avoids_taken_s
         templates: Arc::new(Templates::builtin().unwrap()),
         images: Default::default(),
         network_subnet: Default::default(),
+        lease: None,
     });
     controller.ensure_network().await.unwrap();
     controller.relist().await.unwrap();
@@ -534,6 +536,7 @@ async fn a_shared_network_too_small_degrades_health_and_a_new_one_avoids_taken_s
         templates: Arc::new(Templates::builtin().unwrap()),
         images: Default::default(),
         network_subnet: Default::default(),
+        lease: None,
     });
     other.ensure_network().await.unwrap();
     assert_eq!(

@@ -10,6 +10,7 @@
 //! - [`controller`]: one reconcile per model as a pipeline of stages (read, decide,
 //!   resolve, build, plan, carry out, report) over a small context of boundaries; the
 //!   loops; reader handles for the API. Its `decide` is pure.
+//! - [`lease`]: at most one active copy of an instance, by a lease held in Swarm.
 //! - [`network`]: the shared network's subnet (picked free, a /16) and its addresses, used
 //!   and needed, as a report the status and `/healthz` read.
 //! - [`plan`]: the pure diff of desired and observed, as actions.
@@ -19,6 +20,7 @@
 //!   or moved), cached for readers.
 
 pub mod controller;
+pub mod lease;
 pub mod network;
 pub mod observe;
 pub mod plan;

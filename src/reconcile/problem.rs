@@ -103,6 +103,8 @@ pub enum Problem {
     NamesTaken(Vec<NameTaken>),
     /// A Docker write failed.
     DockerWrite(SwarmError),
+    /// This copy does not hold the lease: it observes and reports, and writes nothing.
+    Standby(String),
 }
 
 impl Problem {
@@ -110,7 +112,10 @@ impl Problem {
     /// error, a name conflict, an unreadable store), rather than a failed write that a
     /// retry may get through.
     pub fn is_fatal(&self) -> bool {
-        !matches!(self, Self::StoreWrite(_) | Self::DockerWrite(_))
+        !matches!(
+            self,
+            Self::StoreWrite(_) | Self::DockerWrite(_) | Self::Standby(_)
+        )
     }
 }
 
@@ -129,6 +134,7 @@ impl fmt::Display for Problem {
             Self::StoreWrite(error) => write!(f, "cannot write the store: {error}"),
             Self::NamesTaken(taken) => join(f, taken.iter().map(|t| ("", t))),
             Self::DockerWrite(error) => error.fmt(f),
+            Self::Standby(why) => f.write_str(why),
         }
     }
 }

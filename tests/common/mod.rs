@@ -279,4 +279,5 @@ impl Drop for StackGuard {
         }
     }
 }
+pub mod cluster;
 pub mod server;

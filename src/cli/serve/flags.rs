@@ -81,6 +81,16 @@ pub struct ServeArgs {
     /// it; `auto` takes the first /16 of the swarm's address pools that nothing uses.
     #[arg(long, env = "MLMODEL_NETWORK_SUBNET", default_value = "auto", value_parser = parse_subnet, value_name = "CIDR")]
     network_subnet: SubnetChoice,
+    /// Act only while holding a lease in the swarm (a service `<instance>-lease`), so that
+    /// of several copies (mlmodel run as a Swarm service, a partitioned node's old copy)
+    /// only one writes; the others are standbys that answer reads and refuse writes.
+    #[arg(long, env = "MLMODEL_LEASE")]
+    lease: bool,
+    /// How long the lease lasts without renewal: the active copy renews it every third
+    /// of this and stops writing when it could not for this long; a standby takes over
+    /// after seeing it unchanged for this long.
+    #[arg(long, env = "MLMODEL_LEASE_DURATION", default_value = "15s", value_parser = parse_period, value_name = "DURATION")]
+    lease_duration: Duration,
     #[command(flatten)]
     instance: InstanceArgs,
 }
@@ -141,6 +151,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             follow_tags: args.follow_tags,
         },
         network_subnet: args.network_subnet,
+        lease: args.lease.then_some(args.lease_duration),
     };
     super::limit_malloc_arenas();
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;

@@ -9,6 +9,7 @@ pub(crate) use flags::run;
 use crate::api::{self, ApiState, HealthProbe};
 use crate::desired::render::{Instance, Templates};
 use crate::reconcile::controller::{Controller, ImagePolicy, Parts, RunConfig};
+use crate::reconcile::lease::{self, LeaseConfig, LeaseGate};
 use crate::reconcile::network::SubnetChoice;
 use crate::sources::files::{ManifestWatcher, WatchConfig, WatcherHealth};
 use crate::sources::store::Store;
@@ -46,6 +47,9 @@ pub struct ServeConfig {
     pub images: ImagePolicy,
     /// The subnet the shared network is created with, if mlmodel creates it.
     pub network_subnet: SubnetChoice,
+    /// Hold a lease in the swarm to act, for this long without renewal (`None`: always
+    /// act, the only copy).
+    pub lease: Option<Duration>,
 }
 
 /// Opens the store, moving a damaged one aside with `--recover-store`; a damaged store
@@ -161,6 +165,29 @@ pub async fn serve(config: ServeConfig, shutdown: CancellationToken) -> Result<(
         shutdown.clone(),
     )
     .map_err(|e| ServeError::Watch(e.to_string()))?;
+    let lease = config.lease.map(|duration| {
+        let identity = format!(
+            "{}:{}/{}",
+            hostname(),
+            config.listen.port(),
+            std::process::id()
+        );
+        let address = format!("http://{}:{}", hostname(), config.listen.port());
+        (
+            LeaseConfig::new(&config.instance.name, identity, address, duration),
+            LeaseGate::leased(),
+        )
+    });
+    if let Some((lease_config, gate)) = &lease {
+        // One round before anything else: the only copy is active at once.
+        let mut memory = lease::Memory::default();
+        if let Err(e) = lease::round(swarm.as_ref(), lease_config, gate, &mut memory).await {
+            warn!(error = %e, "cannot read or take the lease yet");
+        }
+        if let Some(why) = gate.standby() {
+            info!("{why}");
+        }
+    }
     let controller = Controller::new(Parts {
         swarm,
         store,
@@ -169,6 +196,7 @@ pub async fn serve(config: ServeConfig, shutdown: CancellationToken) -> Result<(
         templates,
         images: config.images,
         network_subnet: config.network_subnet.clone(),
+        lease: lease.as_ref().map(|(_, gate)| gate.clone()),
     });
     controller.set_manifests_dir(config.manifests.clone());
     if !config.manifests.is_dir() {
@@ -202,7 +230,32 @@ pub async fn serve(config: ServeConfig, shutdown: CancellationToken) -> Result<(
         resync: config.resync,
         ..RunConfig::default()
     };
+    // The lease is released only once the reconciler's in-flight writes are done.
+    let lease_stop = CancellationToken::new();
+    let lease_loop = lease.map(|(lease_config, gate)| {
+        let swarm = controller.swarm();
+        let on_acquired = controller.clone();
+        tokio::spawn(lease::run(
+            swarm,
+            lease_config,
+            gate,
+            move || {
+                let controller = on_acquired.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = controller.ensure_network().await {
+                        warn!(error = %e, "cannot create the shared network");
+                    }
+                    controller.queue_all();
+                });
+            },
+            lease_stop.clone(),
+        ))
+    });
     controller.run(run_config, file_changes, shutdown).await;
+    lease_stop.cancel();
+    if let Some(lease_loop) = lease_loop {
+        let _ = lease_loop.await;
+    }
     match api.await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => warn!(error = %e, "the API server stopped with an error"),
@@ -210,6 +263,19 @@ pub async fn serve(config: ServeConfig, shutdown: CancellationToken) -> Result<(
     }
     info!("stopped");
     Ok(())
+}
+
+/// This machine's host name (a container's id in a container), for the lease holder.
+fn hostname() -> String {
+    let mut buffer = [0u8; 256];
+    // SAFETY: the buffer is valid for its whole length, and gethostname writes at most
+    // that many bytes.
+    let written = unsafe { libc::gethostname(buffer.as_mut_ptr().cast(), buffer.len()) };
+    let end = buffer.iter().position(|&b| b == 0).unwrap_or(buffer.len());
+    match (written, std::str::from_utf8(&buffer[..end])) {
+        (0, Ok(name)) if !name.is_empty() => name.to_string(),
+        _ => "localhost".to_string(),
+    }
 }
 
 /// Binds the API's address, warning when it is reachable beyond this machine unguarded.

@@ -27,6 +27,7 @@ mod run;
 use crate::desired::Pipeline;
 use crate::desired::render::{Instance, Templates};
 use crate::desired::stack::labels;
+use crate::reconcile::lease::LeaseGate;
 use crate::reconcile::network::{self, NetworkReport, SubnetChoice};
 use crate::reconcile::observe::ObservedCache;
 use crate::reconcile::queue::{Outcome, WorkQueue};
@@ -99,6 +100,8 @@ pub struct Parts {
     pub images: ImagePolicy,
     /// The subnet the shared network is created with, if mlmodel creates it.
     pub network_subnet: SubnetChoice,
+    /// The lease this copy must hold to write (`None`: always writes).
+    pub lease: Option<Arc<LeaseGate>>,
 }
 
 /// The shared network as last found: its id and subnets, and the report of its addresses
@@ -199,6 +202,8 @@ pub struct Readers {
     pub templates: Arc<Templates>,
     /// The shared network's addresses.
     pub network: Arc<SharedNetwork>,
+    /// Whether this copy may write (holds the lease).
+    pub lease: Arc<LeaseGate>,
 }
 
 impl Readers {
@@ -228,6 +233,8 @@ pub struct Controller {
     objects: objects::ObjectMemo,
     network: Arc<SharedNetwork>,
     network_subnet: SubnetChoice,
+    /// Whether this copy may write.
+    pub lease: Arc<LeaseGate>,
 }
 
 impl Controller {
@@ -256,6 +263,7 @@ impl Controller {
             objects: objects::ObjectMemo::default(),
             network: Arc::default(),
             network_subnet: parts.network_subnet,
+            lease: parts.lease.unwrap_or_else(LeaseGate::open),
         })
     }
 
@@ -278,6 +286,19 @@ impl Controller {
             instance: self.cx.instance.clone(),
             templates: self.cx.templates.clone(),
             network: self.network.clone(),
+            lease: self.lease.clone(),
+        }
+    }
+
+    /// Docker, as this controller reaches it (its calls counted).
+    pub fn swarm(&self) -> Arc<dyn Swarm> {
+        self.cx.swarm.clone()
+    }
+
+    /// Queues every model worth a look (after this copy became the active one).
+    pub fn queue_all(&self) {
+        for name in self.all_models() {
+            self.queue.add(&name);
         }
     }
 
@@ -328,6 +349,10 @@ impl Controller {
                 warn!(network = %name, subnets = %found.subnets.join(", "), asked = %asked, "the shared network exists with other subnets; --network-subnet applies only when mlmodel creates it");
             }
             self.found_network(found.id.clone(), found.subnets.clone());
+            return Ok(());
+        }
+        if !self.lease.may_write() {
+            warn!(network = %name, "the shared network is missing; the active copy creates it (this one is a standby)");
             return Ok(());
         }
         let subnet = match &self.network_subnet {

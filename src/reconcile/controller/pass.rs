@@ -61,6 +61,10 @@ impl Controller {
             // The first list queues every model (see `follow_events`).
             return Outcome::Done;
         }
+        if let Some(why) = self.lease.standby() {
+            self.report(name, &self.standby_verdict(name, why), &observed);
+            return Outcome::Done;
+        }
         let owned = observed.owned_by(&self.cx.instance.name, name);
         let target = match self.target(name, &owned).await {
             Ok(target) => target,
@@ -290,6 +294,12 @@ impl Controller {
         };
         self.objects.hold(needed());
         for action in &plan.actions {
+            if let Some(why) = self.lease.standby() {
+                // The lease ran out during the reconcile: not one more write.
+                verdict.problem = Some(Problem::Standby(why));
+                outcome = Outcome::Done;
+                break;
+            }
             if let Err(error) = self.execute(name, action).await {
                 warn!(model = name, target = action.target(), error = %error, "docker write failed");
                 verdict.problem = Some(Problem::DockerWrite(error));
@@ -307,6 +317,29 @@ impl Controller {
         self.objects.release(needed());
         verdict.synced = plan.conflicts.is_empty() && outcome == Outcome::Done;
         (verdict, outcome)
+    }
+
+    /// What a standby reports of a model: its record as read, the swarm as observed, and
+    /// why it does not act.
+    fn standby_verdict(&self, name: &str, why: String) -> Verdict {
+        let latest = self.cx.store.latest(name).ok().flatten();
+        let declared = !matches!(
+            self.cx.declarations.view(name),
+            super::decide::FileView::Undeclared
+        );
+        Verdict {
+            valid: latest.is_some(),
+            wanted: latest.is_some() || declared,
+            // The swarm is shown as it is; this copy does not judge it.
+            synced: true,
+            problem: Some(Problem::Standby(why)),
+            applied: latest.as_ref().map(|entry| Applied {
+                source: entry.source.to_string(),
+                deployment_id: entry.record.deployment_id.clone(),
+                deployment_time: entry.record.deployment_time,
+            }),
+            warnings: Vec::new(),
+        }
     }
 
     /// Derives and stores a model's status from the verdict and `observed`.

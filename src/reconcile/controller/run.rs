@@ -95,7 +95,7 @@ impl Controller {
     async fn resync(&self) {
         if let Err(e) = self.relist().await {
             warn!(error = %e, "relist failed");
-        } else {
+        } else if self.lease.may_write() {
             self.collect_objects().await;
         }
         for name in self.all_models() {

@@ -63,6 +63,7 @@ impl Rig {
             templates: Arc::new(templates),
             images: Default::default(),
             network_subnet: Default::default(),
+            lease: None,
         });
         controller.ensure_network().await.unwrap();
         Self {
