@@ -76,12 +76,7 @@ fn mlmodel_as_a_swarm_service_fails_over_to_another_manager_and_restarts_nothing
     let Some(cluster) = Cluster::get() else {
         return;
     };
-    let managers: Vec<String> = cluster
-        .nodes()
-        .into_iter()
-        .filter(|n| n.manager)
-        .map(|n| n.hostname)
-        .collect();
+    let managers = cluster.managers();
     assert!(
         managers.len() >= 3 && !cluster.workers().is_empty(),
         "the failover test needs three managers and a worker (scripts/cluster-up.sh --managers 3 --workers 2)"
@@ -169,13 +164,25 @@ fn mlmodel_as_a_swarm_service_fails_over_to_another_manager_and_restarts_nothing
             .starts_with("active"),
         "{health}"
     );
-    let tasks: BTreeMap<String, BTreeMap<String, String>> = models
-        .iter()
-        .map(|m| {
-            let service = format!("{instance}_{m}_mlmodel");
-            (m.clone(), watcher.running(&service))
-        })
-        .collect();
+    let snapshot = || -> BTreeMap<String, BTreeMap<String, String>> {
+        models
+            .iter()
+            .map(|m| {
+                let service = format!("{instance}_{m}_mlmodel");
+                (m.clone(), watcher.running(&service))
+            })
+            .collect()
+    };
+    // The tasks as they settle: unchanged over 3 s, one per model (a task replaced just
+    // after the first rollout must not count against the failover).
+    let mut tasks = snapshot();
+    wait("the models' tasks settled", timeout, || {
+        std::thread::sleep(Duration::from_secs(3));
+        let now = snapshot();
+        let settled = now == tasks && now.values().all(|t| t.len() == 1);
+        tasks = now;
+        settled
+    });
     let deployments: BTreeMap<String, Value> = models
         .iter()
         .map(|m| {

@@ -256,12 +256,7 @@ fn a_worker_endpoint_is_refused_and_a_lost_quorum_is_reported_then_converged() {
     );
 
     // Two of three managers stopped: the first has no quorum.
-    let managers: Vec<String> = cluster
-        .nodes()
-        .into_iter()
-        .filter(|n| n.manager)
-        .map(|n| n.hostname)
-        .collect();
+    let managers = cluster.managers();
     assert!(
         managers.len() >= 3,
         "the quorum test needs three managers (scripts/cluster-up.sh --managers 3): {managers:?}"

@@ -33,20 +33,36 @@ async fn api_with_token(token: Option<&str>) -> Api {
     api_with(token, Instance::default()).await
 }
 
-async fn api_with(token: Option<&str>, instance: Instance) -> Api {
-    let manifests = tempfile::tempdir().unwrap();
-    let data = tempfile::tempdir().unwrap();
-    let (files_tx, files) = tokio::sync::watch::channel(Arc::new(FileDeclarations::default()));
-    let controller = Controller::new(Parts {
-        swarm: Arc::new(FakeSwarm::new()),
-        store: Store::open(data.path()).unwrap(),
+/// The controller's parts over `swarm`, with a fresh store in `data` and the built-in
+/// templates.
+fn parts(
+    swarm: Arc<FakeSwarm>,
+    data: &std::path::Path,
+    files: tokio::sync::watch::Receiver<Arc<FileDeclarations>>,
+    instance: Instance,
+) -> Parts {
+    Parts {
+        swarm,
+        store: Store::open(data).unwrap(),
         files,
         instance,
         templates: Arc::new(Templates::builtin().unwrap()),
         images: Default::default(),
         network_subnet: Default::default(),
         lease: None,
-    });
+    }
+}
+
+async fn api_with(token: Option<&str>, instance: Instance) -> Api {
+    let manifests = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let (files_tx, files) = tokio::sync::watch::channel(Arc::new(FileDeclarations::default()));
+    let controller = Controller::new(parts(
+        Arc::new(FakeSwarm::new()),
+        data.path(),
+        files,
+        instance,
+    ));
     controller.ensure_network().await.unwrap();
     // As `mlmodel serve` does before reconciling anything.
     controller.relist().await.unwrap();
@@ -480,16 +496,12 @@ async fn a_shared_network_too_small_degrades_health_and_a_new_one_avoids_taken_s
     let swarm = Arc::new(FakeSwarm::new());
     // Someone made the shared network by hand, with 5 addresses.
     swarm.add_network_with_subnet("mlmodel", "10.1.0.0/29");
-    let controller = Controller::new(Parts {
-        swarm: swarm.clone(),
-        store: Store::open(data.path()).unwrap(),
+    let controller = Controller::new(parts(
+        swarm.clone(),
+        data.path(),
         files,
-        instance: Instance::default(),
-        templates: Arc::new(Templates::builtin().unwrap()),
-        images: Default::default(),
-        network_subnet: Default::default(),
-        lease: None,
-    });
+        Instance::default(),
+    ));
     controller.ensure_network().await.unwrap();
     controller.relist().await.unwrap();
     let router = router(ApiState::new(
@@ -525,19 +537,15 @@ async fn a_shared_network_too_small_degrades_health_and_a_new_one_avoids_taken_s
     // A second instance's network is created clear of it.
     let (_tx, files) = tokio::sync::watch::channel(Arc::new(FileDeclarations::default()));
     let data = tempfile::tempdir().unwrap();
-    let other = Controller::new(Parts {
-        swarm: swarm.clone(),
-        store: Store::open(data.path()).unwrap(),
+    let other = Controller::new(parts(
+        swarm.clone(),
+        data.path(),
         files,
-        instance: Instance {
+        Instance {
             network: "other".into(),
             ..Instance::default()
         },
-        templates: Arc::new(Templates::builtin().unwrap()),
-        images: Default::default(),
-        network_subnet: Default::default(),
-        lease: None,
-    });
+    ));
     other.ensure_network().await.unwrap();
     assert_eq!(
         swarm.network_subnets("other"),

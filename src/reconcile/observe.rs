@@ -393,13 +393,12 @@ fn departed(
         if !services.contains_key(service) {
             continue;
         }
-        let current: HashSet<&str> = now_tasks
-            .get(service)
-            .into_iter()
-            .flatten()
-            .map(|t| t.id.as_str())
-            .collect();
-        for task in before.iter().filter(|t| !current.contains(t.id.as_str())) {
+        // A service has a task or two: a scan, not a set built per service per relist.
+        let current = now_tasks.get(service).map_or(&[][..], Vec::as_slice);
+        for task in before
+            .iter()
+            .filter(|t| !current.iter().any(|c| c.id == t.id))
+        {
             let Some(node_id) = task.node_id.clone() else {
                 continue;
             };
@@ -425,8 +424,25 @@ fn unfit(
     services: &Services,
     now_tasks: &HashMap<String, Vec<ObservedTask>>,
 ) -> HashMap<String, Unfit> {
+    let refused =
+        |task: &ObservedTask| task.state.is_failure() && task.error.starts_with("No such image");
+    // Only services remembered, or with a task refused now: a relist of converged
+    // models reads no image.
+    let candidates: HashSet<&String> = old
+        .unfit
+        .keys()
+        .chain(
+            now_tasks
+                .iter()
+                .filter(|(_, tasks)| tasks.iter().any(refused))
+                .map(|(id, _)| id),
+        )
+        .collect();
     let mut unfit = HashMap::new();
-    for (id, service) in services {
+    for id in candidates {
+        let Some(service) = services.get(id) else {
+            continue;
+        };
         let image = service
             .spec
             .task_template
@@ -443,9 +459,8 @@ fn unfit(
                 nodes: Default::default(),
             });
         for task in now_tasks.get(id).into_iter().flatten() {
-            if task.state.is_failure()
+            if refused(task)
                 && task.image == image
-                && task.error.starts_with("No such image")
                 && let Some(node) = &task.node_id
             {
                 entry.nodes.insert(node.clone(), task.error.clone());

@@ -117,6 +117,15 @@ impl Cluster {
         nodes
     }
 
+    /// The managers' host names, in node order.
+    pub fn managers(&self) -> Vec<String> {
+        self.nodes()
+            .into_iter()
+            .filter(|n| n.manager)
+            .map(|n| n.hostname)
+            .collect()
+    }
+
     pub fn workers(&self) -> Vec<String> {
         self.nodes()
             .into_iter()
