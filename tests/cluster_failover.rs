@@ -1,8 +1,9 @@
 //! mlmodel deployed from `deploy/mlmodel.stack.yml` on the test cluster (three managers),
 //! reconciling 10 models; the node that runs it is stopped. Swarm reschedules mlmodel on
 //! another manager, which takes the lease over once it runs out and reconciles again:
-//! no model task is restarted, every model is recorded with the same spec, and the
-//! lease's term shows one holder after the other.
+//! no model task is restarted, every model keeps its whole history (kept in Swarm), and
+//! the lease's history shows one holder after the other, each journal entry written by
+//! the holder of the term it names.
 //!
 //! Needs `scripts/build-mlmodel-image.sh` to have built `mlmodel/mlmodel` before
 //! `scripts/cluster-up.sh` (which loads it on every node), as `.ci/run` does.
@@ -17,6 +18,63 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 const MODELS: usize = 10;
+/// Models deployed through the API, twice each, so that they have a history.
+const API_MODELS: [&str; 2] = ["fa0", "fa1"];
+
+fn api_body(build_id: &str) -> String {
+    serde_json::json!({
+        "domain": "fa.example.com",
+        "image": "mlmodel-test/static-http:1",
+        "build_id": build_id,
+        "run_id": "r1",
+        "port": 8080,
+        "scale": 1,
+        "cpu_reservation": "0.01",
+        "mem_limit": "64M",
+        "mem_reservation": "8M",
+        "extra_template_attributes": {"constraints": ["node.role==worker"]}
+    })
+    .to_string()
+}
+
+/// `POST url body`: the status code.
+fn post(url: &str, body: &str) -> u16 {
+    let output = Command::new("curl")
+        .args(["-s", "-m", "10", "-o", "/dev/null", "-w", "%{http_code}"])
+        .args([
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            body,
+            url,
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0)
+}
+
+/// Every model's deployment ids, newest first, as `GET /{name}` answers them.
+fn histories(url: &str, models: &[String]) -> BTreeMap<String, Vec<String>> {
+    models
+        .iter()
+        .map(|m| {
+            let (code, records) = get(&format!("{url}/{m}?n=100")).unwrap();
+            assert_eq!(code, 200, "{m}: {records}");
+            let ids = records
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["deployment_id"].as_str().unwrap().to_string())
+                .collect();
+            (m.clone(), ids)
+        })
+        .collect()
+}
 
 fn manifest(name: &str) -> String {
     format!(
@@ -68,6 +126,13 @@ impl Drop for Cleanup<'_> {
         let _ = self
             .cluster
             .docker(&["service", "rm", &format!("{}-lease", self.instance)]);
+        let filter = format!("label=mlmodel.history={}", self.instance);
+        let configs = self
+            .cluster
+            .ok(&["config", "ls", "-q", "--filter", &filter]);
+        for id in configs.split_whitespace() {
+            let _ = self.cluster.docker(&["config", "rm", id]);
+        }
     }
 }
 
@@ -135,7 +200,7 @@ fn mlmodel_as_a_swarm_service_fails_over_to_another_manager_and_restarts_nothing
             return false;
         };
         let available = models.iter().filter(|m| m["phase"] == "Available").count();
-        available == MODELS
+        available == MODELS + API_MODELS.len()
     };
 
     let timeout = Duration::from_secs(180);
@@ -155,7 +220,18 @@ fn mlmodel_as_a_swarm_service_fails_over_to_another_manager_and_restarts_nothing
         instance: instance.clone(),
     };
     let url = url_of(&first);
-    wait("10 models Available", timeout, || all_available(&url));
+    wait("the API answering", timeout, || {
+        get(&format!("{url}/healthz")).is_some()
+    });
+    for build in ["b1", "b2"] {
+        for model in API_MODELS {
+            let code = post(&format!("{url}/{model}"), &api_body(build));
+            assert_eq!(code, 200, "POST /{model} with build {build}");
+        }
+    }
+    wait("12 models Available", timeout, || all_available(&url));
+    let mut models = models;
+    models.extend(API_MODELS.iter().map(|m| m.to_string()));
     let (_, health) = get(&format!("{url}/healthz")).unwrap();
     assert!(
         health["checks"]["lease"]["detail"]
@@ -183,13 +259,10 @@ fn mlmodel_as_a_swarm_service_fails_over_to_another_manager_and_restarts_nothing
         tasks = now;
         settled
     });
-    let deployments: BTreeMap<String, Value> = models
-        .iter()
-        .map(|m| {
-            let (_, record) = get(&format!("{url}/{m}")).unwrap();
-            (m.clone(), record[0].clone())
-        })
-        .collect();
+    let before = histories(&url, &models);
+    for model in API_MODELS {
+        assert_eq!(before[model].len(), 2, "{model}: {:?}", before[model]);
+    }
     let term_before = lease_term(&watcher, &instance);
 
     // The node running mlmodel goes down.
@@ -222,7 +295,8 @@ fn mlmodel_as_a_swarm_service_fails_over_to_another_manager_and_restarts_nothing
         started.elapsed()
     );
 
-    // Nothing restarted, every model kept its deployment, one more lease term.
+    // Nothing restarted; the new copy's store was empty (its volume is its node's), yet
+    // every model has its whole history, the same deployments under the same ids.
     for m in &models {
         let service = format!("{instance}_{m}_mlmodel");
         assert_eq!(
@@ -230,16 +304,85 @@ fn mlmodel_as_a_swarm_service_fails_over_to_another_manager_and_restarts_nothing
             tasks[m],
             "{m}'s task is unchanged"
         );
-        let (code, record) = get(&format!("{url}/{m}")).unwrap();
-        assert_eq!(code, 200, "{m}: {record}");
-        // The new copy's store is empty (its volume is its node's): it records each
-        // manifest anew, with the same spec. Earlier history does not follow it yet.
-        for field in ["image", "build_id", "run_id", "scale", "domain"] {
-            assert_eq!(record[0][field], deployments[m][field], "{m}: {field}");
-        }
     }
-    assert_eq!(lease_term(&watcher, &instance), term_before + 1);
+    assert_eq!(histories(&url, &models), before);
+
+    // One more lease term, taken from the first copy; and every entry of the journal
+    // was written by the copy that held the lease in the term it names.
+    let term = lease_term(&watcher, &instance);
+    assert_eq!(term, term_before + 1);
+    let turns = lease_turns(&watcher, &instance);
+    let holders: BTreeMap<u64, String> = turns
+        .iter()
+        .map(|t| {
+            (
+                t["term"].as_u64().unwrap(),
+                t["holder"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let terms: Vec<u64> = holders.keys().copied().collect();
+    assert_eq!(
+        terms,
+        (1..=term).collect::<Vec<_>>(),
+        "one turn per term: {turns:?}"
+    );
+    let last = turns.last().unwrap();
+    assert_eq!(last["from"], turns[turns.len() - 2]["holder"], "{turns:?}");
+    assert_ne!(last["holder"], last["from"], "{turns:?}");
+    let entries = journal_entries(&watcher, &instance);
+    assert_eq!(
+        entries.len(),
+        before.values().map(Vec::len).sum::<usize>(),
+        "one journal entry per deployment"
+    );
+    for (name, term, writer) in &entries {
+        assert_eq!(
+            holders.get(term),
+            Some(writer),
+            "{name} was written in term {term} by {writer}, which did not hold it"
+        );
+    }
     drop(stopped);
+}
+
+/// The lease's history of terms (its `mlmodel.lease.history` label).
+fn lease_turns(cluster: &Cluster, instance: &str) -> Vec<Value> {
+    let text = cluster.ok(&[
+        "service",
+        "inspect",
+        "--format",
+        "{{index .Spec.Labels \"mlmodel.lease.history\"}}",
+        &format!("{instance}-lease"),
+    ]);
+    serde_json::from_str(text.trim()).unwrap_or_default()
+}
+
+/// The journal's entries: config name, term and writer.
+fn journal_entries(cluster: &Cluster, instance: &str) -> Vec<(String, u64, String)> {
+    let filter = format!("label=mlmodel.history={instance}");
+    let ids = cluster.ok(&["config", "ls", "-q", "--filter", &filter]);
+    ids.split_whitespace()
+        .filter_map(|id| {
+            let text = cluster.ok(&["config", "inspect", id]);
+            let config: Value = serde_json::from_str(&text).unwrap();
+            let spec = &config[0]["Spec"];
+            let labels = &spec["Labels"];
+            labels.get("mlmodel.history.sequence")?;
+            Some((
+                spec["Name"].as_str().unwrap().to_string(),
+                labels["mlmodel.history.term"]
+                    .as_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap(),
+                labels["mlmodel.history.writer"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+            ))
+        })
+        .collect()
 }
 
 fn lease_term(cluster: &Cluster, instance: &str) -> u64 {

@@ -6,7 +6,7 @@
 mod common;
 
 use common::server::Server;
-use common::{docker_cli, docker_ok, swarm, unique_name};
+use common::{docker_cli, docker_ok, running_task_ids, swarm, unique_name};
 use std::time::Duration;
 
 const BODY: &str = r#"{"domain": "lease.example.com", "build_id": "b1", "run_id": "r1", "image": "mlmodel-test/static-http:1", "scale": 1, "cpu_reservation": "0.01", "mem_limit": "64M", "mem_reservation": "8M"}"#;
@@ -77,14 +77,7 @@ async fn one_copy_acts_the_standby_refuses_writes_and_takes_over_when_the_active
     });
     // The standby reads: its status of the model comes from the swarm and the store.
     let service = first.service_name("m");
-    let task_before = docker_ok(&[
-        "service",
-        "ps",
-        "-q",
-        "--filter",
-        "desired-state=running",
-        &service,
-    ]);
+    let task_before = running_task_ids(&service);
 
     // The active copy stops (SIGTERM): it releases the lease, the standby takes over at
     // its next round and reconciles; nothing is restarted.
@@ -101,14 +94,7 @@ async fn one_copy_acts_the_standby_refuses_writes_and_takes_over_when_the_active
         second.phase("m2").as_deref() == Some("Available")
     });
     assert_eq!(
-        docker_ok(&[
-            "service",
-            "ps",
-            "-q",
-            "--filter",
-            "desired-state=running",
-            &service
-        ]),
+        running_task_ids(&service),
         task_before,
         "the takeover restarted nothing"
     );

@@ -5,7 +5,7 @@
 mod common;
 
 use common::server::Server;
-use common::{docker_lines, unique_name};
+use common::{running_task_ids, unique_name};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -28,19 +28,6 @@ fn files(dir: &Path) -> Vec<PathBuf> {
         }
     }
     out
-}
-
-fn running_task_ids(service: &str) -> Vec<String> {
-    let mut ids = docker_lines(&[
-        "service",
-        "ps",
-        "-q",
-        "--filter",
-        "desired-state=running",
-        service,
-    ]);
-    ids.sort();
-    ids
 }
 
 #[test]

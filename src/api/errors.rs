@@ -31,6 +31,9 @@ pub enum ApiError {
     /// 422: a field failed validation.
     #[error("{0}")]
     Invalid(String),
+    /// 429: too many log streams are followed at once.
+    #[error("{0}")]
+    TooManyRequests(String),
     /// 500: the server failed (a value the store could not encode or decode).
     #[error("{0}")]
     Internal(String),
@@ -54,6 +57,7 @@ impl ApiError {
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,

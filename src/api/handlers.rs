@@ -479,7 +479,7 @@ fn whole_number(text: &str) -> Option<usize> {
     Some(text.parse::<usize>().unwrap_or(usize::MAX))
 }
 
-fn flag(params: &HashMap<String, String>, key: &str) -> Result<Option<bool>, ApiError> {
+pub(super) fn flag(params: &HashMap<String, String>, key: &str) -> Result<Option<bool>, ApiError> {
     match params.get(key).map(|v| v.to_ascii_lowercase()) {
         None => Ok(None),
         Some(v) if matches!(v.as_str(), "true" | "1" | "yes" | "on") => Ok(Some(true)),
@@ -513,6 +513,10 @@ fn store_error(store: &crate::sources::store::Store) -> impl Fn(StoreError) -> A
         if error.is_disk_full() {
             ApiError::InsufficientStorage(format!(
                 "the disk holding the store {dir} is full (no space left on device): nothing was recorded, and every model keeps running as last declared; free space there and try again (no restart needed)"
+            ))
+        } else if let StoreError::Mirror { message, .. } = &error {
+            ApiError::Unavailable(format!(
+                "the write could not be kept in Swarm, where every copy of mlmodel reads the history ({message}): nothing was recorded, and every model keeps running as last declared; try again once Docker answers"
             ))
         } else if error.is_io() {
             ApiError::Unavailable(format!(

@@ -7,6 +7,7 @@
 
 mod errors;
 mod handlers;
+pub mod logs;
 mod metrics;
 pub mod timefmt;
 
@@ -47,6 +48,10 @@ pub struct ApiState {
     listing: Arc<Mutex<ListingCache>>,
     /// The OpenAPI description, with this server's templates in it.
     openapi: axum::body::Bytes,
+    /// Followed log streams: at most [`logs::MAX_FOLLOWS`] at once.
+    pub log_follows: Arc<tokio::sync::Semaphore>,
+    /// Cancelled at shutdown: streamed answers end then.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 /// `GET /` bodies: indexed by `live_only`, then by `verbose`.
@@ -66,7 +71,15 @@ impl ApiState {
             probe,
             listing: Arc::new(Mutex::new(ListingCache::default())),
             openapi,
+            log_follows: Arc::new(tokio::sync::Semaphore::new(logs::MAX_FOLLOWS)),
+            shutdown: tokio_util::sync::CancellationToken::new(),
         }
+    }
+
+    /// Ends streamed answers (followed logs) when `shutdown` is cancelled.
+    pub fn with_shutdown(mut self, shutdown: tokio_util::sync::CancellationToken) -> Self {
+        self.shutdown = shutdown;
+        self
     }
 }
 
@@ -130,6 +143,7 @@ pub fn router(state: ApiState) -> Router {
         )
         .route("/{name}/status", get(handlers::model_status))
         .route("/{name}/rollback", post(handlers::rollback))
+        .route("/{name}/logs", get(logs::logs))
         .fallback(|| async { ApiError::NotFound("no such endpoint: see /openapi.json".into()) })
         .method_not_allowed_fallback(|| async {
             ApiError::MethodNotAllowed(

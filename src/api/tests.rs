@@ -15,6 +15,7 @@ use tower::ServiceExt;
 
 struct Api {
     router: Router,
+    swarm: Arc<FakeSwarm>,
     controller: Arc<Controller>,
     manifests: tempfile::TempDir,
     files_tx: tokio::sync::watch::Sender<Arc<FileDeclarations>>,
@@ -57,12 +58,8 @@ async fn api_with(token: Option<&str>, instance: Instance) -> Api {
     let manifests = tempfile::tempdir().unwrap();
     let data = tempfile::tempdir().unwrap();
     let (files_tx, files) = tokio::sync::watch::channel(Arc::new(FileDeclarations::default()));
-    let controller = Controller::new(parts(
-        Arc::new(FakeSwarm::new()),
-        data.path(),
-        files,
-        instance,
-    ));
+    let swarm = Arc::new(FakeSwarm::new());
+    let controller = Controller::new(parts(swarm.clone(), data.path(), files, instance));
     controller.ensure_network().await.unwrap();
     // As `mlmodel serve` does before reconciling anything.
     controller.relist().await.unwrap();
@@ -73,6 +70,7 @@ async fn api_with(token: Option<&str>, instance: Instance) -> Api {
     );
     Api {
         router: router(state),
+        swarm,
         controller,
         manifests,
         files_tx,
@@ -511,6 +509,7 @@ async fn a_shared_network_too_small_degrades_health_and_a_new_one_avoids_taken_s
     ));
     let api = Api {
         router,
+        swarm: swarm.clone(),
         controller: controller.clone(),
         manifests,
         files_tx: _files_tx,
@@ -582,6 +581,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("delete", "/{name}"),
     ("get", "/{name}/status"),
     ("post", "/{name}/rollback"),
+    ("get", "/{name}/logs"),
 ];
 
 #[tokio::test]
@@ -619,4 +619,46 @@ async fn the_openapi_description_matches_the_routes() {
             "{method} {path} is not routed"
         );
     }
+}
+
+#[tokio::test]
+async fn logs_prefix_every_line_with_its_task_and_check_their_parameters() {
+    let api = api().await;
+    let (status, _) = api.get("/nobody/logs").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = api.post("/carls_model", BODY).await;
+    assert_eq!(status, StatusCode::OK);
+    api.controller.reconcile("carls_model").await;
+    api.controller.relist().await.unwrap();
+    let service = "mlmodel_carls_model_mlmodel";
+    api.swarm
+        .set_logs(service, &["listening on :80", "!a warning", "served /"]);
+    api.controller.relist().await.unwrap();
+    let (status, text) = api.get("/carls_model/logs?tail=2").await;
+    assert_eq!(status, StatusCode::OK);
+    let text = text.as_str().unwrap().to_string();
+    // The default scale is 2: two tasks, the last two lines of each, in order.
+    for slot in [1, 2] {
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with(&format!("{service}.{slot}.")))
+            .collect();
+        let host = crate::swarm::fake::FAKE_NODE_HOSTNAME;
+        assert_eq!(lines.len(), 2, "{text}");
+        assert!(
+            lines[0].ends_with(&format!("@{host}    | a warning")),
+            "{text}"
+        );
+        assert!(
+            lines[1].ends_with(&format!("@{host}    | served /")),
+            "{text}"
+        );
+    }
+    assert_eq!(text.lines().count(), 4, "{text}");
+    for bad in ["tail=x", "since=yesterday", "follow=maybe"] {
+        let (status, body) = api.get(&format!("/carls_model/logs?{bad}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+    }
+    let calls = api.swarm.calls_of(crate::swarm::fake::Op::TaskLogs);
+    assert_eq!(calls, 2, "one call per task, and none for refused requests");
 }

@@ -37,6 +37,32 @@ pub const ADDRESS: &str = "mlmodel.lease.address";
 pub const TERM: &str = "mlmodel.lease.term";
 /// The label counting renewals within a term.
 pub const RENEWALS: &str = "mlmodel.lease.renewals";
+/// The label with the lease's recent terms: a JSON list of [`Turn`]s, oldest first.
+pub const TURNS: &str = "mlmodel.lease.history";
+/// How many terms [`TURNS`] keeps.
+pub const TURNS_KEPT: usize = 20;
+
+/// One term of the lease: who took it, when (by the taker's clock), and from whom.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Turn {
+    /// The term.
+    pub term: u64,
+    /// Who took the lease.
+    pub holder: String,
+    /// When, in RFC 3339 by the taker's clock.
+    pub at: String,
+    /// The holder it was taken from ("" if it was free or new).
+    #[serde(default)]
+    pub from: String,
+}
+
+/// The lease's recent terms as its label holds them (an unreadable label reads as none).
+pub fn turns_of(service: &ObservedService) -> Vec<Turn> {
+    service
+        .label(TURNS)
+        .and_then(|text| serde_json::from_str(text).ok())
+        .unwrap_or_default()
+}
 
 /// Who this copy is, and the lease it competes for.
 #[derive(Debug, Clone)]
@@ -81,6 +107,8 @@ pub struct Record {
     pub term: u64,
     /// Renewals in this term.
     pub renewals: u64,
+    /// The recent terms.
+    pub turns: Vec<Turn>,
 }
 
 impl Record {
@@ -95,6 +123,7 @@ impl Record {
             address: service.label(ADDRESS).unwrap_or_default().to_string(),
             term: number(TERM),
             renewals: number(RENEWALS),
+            turns: turns_of(service),
         })
     }
 }
@@ -172,15 +201,20 @@ pub fn step(
 #[derive(Debug)]
 pub struct LeaseGate {
     enabled: bool,
+    /// Whether a copy that takes the lease must first be made ready (its store synced
+    /// from the history kept in Swarm) before it writes.
+    needs_ready: bool,
     state: Mutex<GateState>,
 }
 
 #[derive(Debug, Default, Clone)]
 struct GateState {
-    /// Writes are allowed until then (held lease).
+    /// The lease is held until then.
     until: Option<Instant>,
     /// The term held, if any.
     term: u64,
+    /// Whether this copy is ready to write in the term held.
+    ready: bool,
     /// The active copy as last read, when it is another.
     active: Option<(String, String)>,
 }
@@ -190,6 +224,7 @@ impl LeaseGate {
     pub fn open() -> Arc<Self> {
         Arc::new(Self {
             enabled: false,
+            needs_ready: false,
             state: Mutex::default(),
         })
     }
@@ -198,6 +233,17 @@ impl LeaseGate {
     pub fn leased() -> Arc<Self> {
         Arc::new(Self {
             enabled: true,
+            needs_ready: false,
+            state: Mutex::default(),
+        })
+    }
+
+    /// A gate closed until the lease is acquired and then [`LeaseGate::mark_ready`]
+    /// says this copy is ready for the term (see [`run`]'s `prepare`).
+    pub fn leased_after_prepare() -> Arc<Self> {
+        Arc::new(Self {
+            enabled: true,
+            needs_ready: true,
             state: Mutex::default(),
         })
     }
@@ -208,17 +254,42 @@ impl LeaseGate {
 
     /// Whether writes are allowed now.
     pub fn may_write(&self) -> bool {
-        !self.enabled
-            || self
-                .lock()
-                .until
-                .is_some_and(|until| Instant::now() < until)
+        if !self.enabled {
+            return true;
+        }
+        let state = self.lock();
+        state.ready && state.until.is_some_and(|until| Instant::now() < until)
+    }
+
+    /// The term, while this copy holds the lease (ready or not).
+    pub fn held_term(&self) -> Option<u64> {
+        if !self.enabled {
+            return None;
+        }
+        let state = self.lock();
+        state
+            .until
+            .is_some_and(|until| Instant::now() < until)
+            .then_some(state.term)
+    }
+
+    /// This copy is ready to write in `term` (if it still holds that term).
+    pub fn mark_ready(&self, term: u64) {
+        let mut state = self.lock();
+        if state.term == term {
+            state.ready = true;
+        }
     }
 
     /// Why not, in words naming the active copy, when writes are not allowed.
     pub fn standby(&self) -> Option<String> {
         if self.may_write() {
             return None;
+        }
+        if self.held_term().is_some() {
+            return Some(
+                "this mlmodel holds the lease and is still reading the history kept in Swarm: it writes once that is done".to_string(),
+            );
         }
         let state = self.lock().clone();
         Some(match state.active {
@@ -238,10 +309,14 @@ impl LeaseGate {
     fn hold(&self, term: u64, until: Instant) -> bool {
         let mut state = self.lock();
         let was = state.until.is_some_and(|u| Instant::now() < u);
+        let acquired = !was || state.term != term;
+        if acquired && (state.term != term || !state.ready) {
+            state.ready = !self.needs_ready;
+        }
         state.until = Some(until);
         state.term = term;
         state.active = None;
-        !was
+        acquired
     }
 
     fn wait(&self, record: &Record) {
@@ -252,13 +327,17 @@ impl LeaseGate {
 }
 
 /// The lease service's spec: no replicas, an image that is never pulled, the labels.
-fn spec(config: &LeaseConfig, term: u64, renewals: u64) -> ServiceSpec {
+fn spec(config: &LeaseConfig, term: u64, renewals: u64, turns: &[Turn]) -> ServiceSpec {
     let labels = HashMap::from([
         (LEASE.to_string(), config.instance.clone()),
         (HOLDER.to_string(), config.identity.clone()),
         (ADDRESS.to_string(), config.address.clone()),
         (TERM.to_string(), term.to_string()),
         (RENEWALS.to_string(), renewals.to_string()),
+        (
+            TURNS.to_string(),
+            serde_json::to_string(turns).unwrap_or_else(|_| "[]".to_string()),
+        ),
     ]);
     ServiceSpec {
         name: Some(config.service.clone()),
@@ -276,6 +355,21 @@ fn spec(config: &LeaseConfig, term: u64, renewals: u64) -> ServiceSpec {
         }),
         ..Default::default()
     }
+}
+
+/// `turns` with this copy's taking of `term` from `from` added, the oldest dropped
+/// beyond [`TURNS_KEPT`].
+fn next_turns(turns: &[Turn], config: &LeaseConfig, term: u64, from: &str) -> Vec<Turn> {
+    let mut next: Vec<Turn> = turns.to_vec();
+    next.push(Turn {
+        term,
+        holder: config.identity.clone(),
+        at: jiff::Timestamp::now().to_string(),
+        from: from.to_string(),
+    });
+    let excess = next.len().saturating_sub(TURNS_KEPT);
+    next.drain(..excess);
+    next
 }
 
 /// Reads the lease service; `None` if there is none.
@@ -306,23 +400,29 @@ pub async fn round(
     );
     let until = started + config.duration;
     let written = match &decided {
-        Step::Create => swarm.create_service(&spec(config, 1, 0)).await.map(|_| 1),
+        Step::Create => swarm
+            .create_service(&spec(config, 1, 0, &next_turns(&[], config, 1, "")))
+            .await
+            .map(|_| 1),
         Step::Renew { record } => swarm
             .update_service(
                 &record.id,
                 record.version,
-                &spec(config, record.term, record.renewals + 1),
+                &spec(config, record.term, record.renewals + 1, &record.turns),
             )
             .await
             .map(|()| record.term),
-        Step::TakeOver { record } => swarm
-            .update_service(
-                &record.id,
-                record.version,
-                &spec(config, record.term + 1, 0),
-            )
-            .await
-            .map(|()| record.term + 1),
+        Step::TakeOver { record } => {
+            let turns = next_turns(&record.turns, config, record.term + 1, &record.holder);
+            swarm
+                .update_service(
+                    &record.id,
+                    record.version,
+                    &spec(config, record.term + 1, 0, &turns),
+                )
+                .await
+                .map(|()| record.term + 1)
+        }
         Step::Wait { record, .. } => {
             gate.wait(record);
             return Ok(false);
@@ -342,26 +442,38 @@ pub async fn round(
     }
 }
 
-/// Runs rounds every third of the lease duration until `shutdown`; `acquired` is called
-/// each time this copy becomes the active one. A round that fails leaves the gate to
-/// expire at its own time.
-pub async fn run(
+/// Runs rounds every third of the lease duration until `shutdown`. When this copy
+/// holds the lease but is not ready yet (see [`LeaseGate::leased_after_prepare`]),
+/// `prepare` runs, and its success makes it ready; `acquired` is called each time this
+/// copy becomes the active one. A round that fails leaves the gate to expire at its own
+/// time.
+pub async fn run<P, A>(
     swarm: Arc<dyn Swarm>,
     config: LeaseConfig,
     gate: Arc<LeaseGate>,
-    acquired: impl Fn() + Send,
+    prepare: P,
+    acquired: A,
     shutdown: CancellationToken,
-) {
+) where
+    P: Fn() -> futures_util::future::BoxFuture<'static, bool> + Send,
+    A: Fn() + Send,
+{
     let mut memory = Memory::default();
     let period = config.duration / 3;
     let mut was_active = false;
     loop {
-        match round(swarm.as_ref(), &config, &gate, &mut memory).await {
-            Ok(true) => acquired(),
-            Ok(false) => {}
-            Err(e) => warn!(error = %e, lease = %config.service, "cannot renew or read the lease"),
+        if let Err(e) = round(swarm.as_ref(), &config, &gate, &mut memory).await {
+            warn!(error = %e, lease = %config.service, "cannot renew or read the lease");
+        }
+        if let Some(term) = gate.held_term().filter(|_| !gate.may_write())
+            && prepare().await
+        {
+            gate.mark_ready(term);
         }
         let active = gate.may_write();
+        if !was_active && active {
+            acquired();
+        }
         if was_active && !active {
             warn!(identity = %config.identity, lease = %config.service, "lost the lease: this mlmodel stops writing and is a standby");
         }
@@ -371,7 +483,7 @@ pub async fn run(
             () = tokio::time::sleep(period) => {}
         }
     }
-    if gate.may_write() {
+    if gate.held_term().is_some() {
         release(swarm.as_ref(), &config, &gate).await;
     }
 }
@@ -386,7 +498,7 @@ pub async fn release(swarm: &dyn Swarm, config: &LeaseConfig, gate: &LeaseGate) 
         return;
     }
     gate.lock().until = None;
-    let mut released = spec(config, record.term, record.renewals);
+    let mut released = spec(config, record.term, record.renewals, &record.turns);
     if let Some(labels) = released.labels.as_mut() {
         labels.insert(HOLDER.to_string(), String::new());
         labels.insert(ADDRESS.to_string(), String::new());

@@ -20,6 +20,7 @@
 //!   or moved), cached for readers.
 
 pub mod controller;
+pub mod journal;
 pub mod lease;
 pub mod network;
 pub mod observe;

@@ -15,9 +15,12 @@
 use crate::desired::record::HistoryEntry;
 use serde::{Deserialize, Serialize};
 use sled::Transactional;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
+
+mod mirror;
+pub use mirror::{Mirror, MirrorError, ModelCopy};
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -106,6 +109,17 @@ pub enum StoreError {
         /// What is wrong with it.
         message: String,
     },
+    /// The mirror (the copy other mlmodels read) refused or failed the write, so the
+    /// store did not make it.
+    #[error(
+        "cannot keep the write of model {name} where other copies of mlmodel read it: {message}"
+    )]
+    Mirror {
+        /// The model.
+        name: String,
+        /// The mirror's words.
+        message: String,
+    },
     /// A model name the key layout cannot hold.
     #[error("model name {name:?} contains a NUL character")]
     InvalidName {
@@ -165,8 +179,10 @@ struct Inner {
     handles: RwLock<Option<Arc<Handles>>>,
     /// Serialises writers. Writes are rare (one per deploy or stop), and a single writer
     /// makes choosing the next sequence number and clearing a model race-free without
-    /// retry loops. A std mutex suffices: it is never held across an await.
-    writer: Mutex<()>,
+    /// retry loops. It is held across the mirror's write, so an async mutex.
+    writer: tokio::sync::Mutex<()>,
+    /// Where writes are copied before they are made here, if anywhere.
+    mirror: OnceLock<Arc<dyn Mirror>>,
     /// The newest entry of each model, decoded: every reconcile reads it, and decoding
     /// the record (its rendered template included) each time cost more than the rest
     /// of a converged model's reconcile.
@@ -230,6 +246,10 @@ impl Handles {
 /// Separates a model's name from the sequence number in history keys.
 const KEY_SEPARATOR: u8 = 0;
 
+/// The key (in the default tree) set by a write made without a mirror: the mirror may
+/// lack what this store holds until the next sync.
+const UNMIRRORED: &[u8] = b"unmirrored";
+
 impl Store {
     /// Opens the store in `dir`; with `recover`, a store that does not open as a
     /// database (damaged, or not a store) is first moved aside to a sibling directory
@@ -267,7 +287,8 @@ impl Store {
             inner: Arc::new(Inner {
                 dir: dir.to_path_buf(),
                 handles: RwLock::new(Some(Arc::new(handles))),
-                writer: Mutex::new(()),
+                writer: tokio::sync::Mutex::new(()),
+                mirror: OnceLock::new(),
                 latest: Mutex::new(LatestCache::default()),
             }),
         })
@@ -276,6 +297,63 @@ impl Store {
     /// The directory the store lives in.
     pub fn dir(&self) -> &Path {
         &self.inner.dir
+    }
+
+    /// Copies every later write to `mirror` before making it (once; a second mirror is
+    /// refused and returned).
+    pub fn set_mirror(&self, mirror: Arc<dyn Mirror>) -> Result<(), Arc<dyn Mirror>> {
+        self.inner.mirror.set(mirror)
+    }
+
+    fn mirror(&self) -> Option<&Arc<dyn Mirror>> {
+        self.inner.mirror.get()
+    }
+
+    /// Whether a write was made without a mirror since [`Store::mark_mirrored`].
+    pub fn unmirrored(&self) -> Result<bool, StoreError> {
+        self.handles()?
+            .db
+            .contains_key(UNMIRRORED)
+            .map_err(|source| StoreError::Read {
+                name: "(the store)".to_string(),
+                source,
+            })
+    }
+
+    /// Records that the mirror holds everything this store does (after a sync).
+    pub async fn mark_mirrored(&self) -> Result<(), StoreError> {
+        let handles = self.handles()?;
+        handles
+            .db
+            .remove(UNMIRRORED)
+            .map_err(|source| StoreError::Write {
+                name: "(the store)".to_string(),
+                source,
+            })?;
+        self.flush().await
+    }
+
+    /// Before a write: without a mirror, marks the store as holding what a mirror may
+    /// lack (set before the write, so a failed write leaves it set, which is safe).
+    fn note_unmirrored(&self, handles: &Handles, name: &str) -> Result<(), StoreError> {
+        if self.mirror().is_some() {
+            return Ok(());
+        }
+        handles
+            .db
+            .insert(UNMIRRORED, b"1".as_slice())
+            .map(drop)
+            .map_err(|source| StoreError::Write {
+                name: name.to_string(),
+                source,
+            })
+    }
+
+    fn mirror_error(name: &str, error: MirrorError) -> StoreError {
+        StoreError::Mirror {
+            name: name.to_string(),
+            message: error.message,
+        }
     }
 
     /// The open database, opening it again if an I/O error closed it.
@@ -343,13 +421,20 @@ impl Store {
             name: name.clone(),
             message: e.to_string(),
         })?;
-        {
-            let _writer = self.lock_writer();
-            let sequence = self.next_sequence(&name)?;
-            let key = history_key(&name, sequence);
-            let meta = self.updated_meta(&name, |meta| meta.stopped = false)?;
-            let handles = self.handles()?;
-            self.commit(
+        let _writer = self.inner.writer.lock().await;
+        let sequence = self.next_sequence(&name)?;
+        let key = history_key(&name, sequence);
+        let meta = self.updated_meta(&name, |meta| meta.stopped = false)?;
+        let handles = self.handles()?;
+        self.note_unmirrored(&handles, &name)?;
+        if let Some(mirror) = self.mirror() {
+            mirror
+                .put(&name, sequence, &value)
+                .await
+                .map_err(|e| Self::mirror_error(&name, e))?;
+        }
+        let written = self
+            .commit(
                 &name,
                 || {
                     let written: sled::transaction::TransactionResult<(), ()> =
@@ -364,9 +449,18 @@ impl Store {
                     cache.entries.insert(name.clone(), entry);
                     cache.stopped.insert(name.clone(), false);
                 },
-            )?;
+            )
+            .map(drop);
+        let written = match written {
+            Ok(()) => self.flush_for(&name).await,
+            Err(e) => Err(e),
+        };
+        if written.is_err()
+            && let Some(mirror) = self.mirror()
+        {
+            mirror.take_back(&name, sequence).await;
         }
-        self.flush_for(&name).await
+        written
     }
 
     /// The model's last `n` history entries, newest first.
@@ -396,6 +490,82 @@ impl Store {
             }
         }
         entries
+    }
+
+    /// Every model's data as it is on disk: entries encoded, and the stopped flag.
+    pub fn copies(&self) -> Result<BTreeMap<String, ModelCopy>, StoreError> {
+        let handles = self.handles()?;
+        let read = |source| StoreError::Read {
+            name: "(every model)".to_string(),
+            source,
+        };
+        let mut copies: BTreeMap<String, ModelCopy> = BTreeMap::new();
+        for item in handles.history.iter() {
+            let (key, value) = item.map_err(read)?;
+            let Some(at) = key.iter().position(|b| *b == KEY_SEPARATOR) else {
+                continue;
+            };
+            let name = String::from_utf8_lossy(&key[..at]).into_owned();
+            let Some(sequence) = sequence_of(&key, at + 1) else {
+                continue;
+            };
+            copies
+                .entry(name)
+                .or_default()
+                .entries
+                .insert(sequence, value.to_vec());
+        }
+        for item in handles.models.iter() {
+            let (key, _) = item.map_err(read)?;
+            let name = String::from_utf8_lossy(&key).into_owned();
+            let stopped = matches!(self.meta(&name), Ok(Some(meta)) if meta.stopped);
+            copies.entry(name).or_default().stopped = stopped;
+        }
+        Ok(copies)
+    }
+
+    /// Replaces model `name`'s data with `copy` in one transaction (an empty copy
+    /// forgets the model), and flushes to disk. Nothing is mirrored: this is how a
+    /// mirror's copy is taken in.
+    pub async fn replace(&self, name: &str, copy: &ModelCopy) -> Result<(), StoreError> {
+        let prefix = history_prefix(name)?;
+        let meta = serde_json::to_vec(&ModelMeta {
+            stopped: copy.stopped,
+        })
+        .map_err(|e| StoreError::Encode {
+            name: name.to_string(),
+            message: e.to_string(),
+        })?;
+        {
+            let _writer = self.inner.writer.lock().await;
+            let handles = self.handles()?;
+            let mut batch = sled::Batch::default();
+            for key in handles.history.scan_prefix(prefix).keys() {
+                let key = key.map_err(|source| StoreError::Read {
+                    name: name.to_string(),
+                    source,
+                })?;
+                batch.remove(key);
+            }
+            for (sequence, value) in &copy.entries {
+                batch.insert(history_key(name, *sequence), value.as_slice());
+            }
+            let write = || {
+                let written: sled::transaction::TransactionResult<(), ()> =
+                    (&handles.history, &handles.models).transaction(|(history, models)| {
+                        history.apply_batch(&batch)?;
+                        if copy.is_empty() {
+                            models.remove(name.as_bytes())?;
+                        } else {
+                            models.insert(name.as_bytes(), meta.as_slice())?;
+                        }
+                        Ok(())
+                    });
+                written.map_err(|e| write_error(name, e))
+            };
+            self.commit(name, write, |_| {})?;
+        }
+        self.flush_for(name).await
     }
 
     /// The model's newest history entry; an error if that entry cannot be decoded (falling
@@ -528,8 +698,15 @@ impl Store {
     pub async fn set_stopped(&self, name: &str, stopped: bool) -> Result<(), StoreError> {
         check_name(name)?;
         {
-            let _writer = self.lock_writer();
+            let _writer = self.inner.writer.lock().await;
             let meta = self.updated_meta(name, |meta| meta.stopped = stopped)?;
+            self.note_unmirrored(&*self.handles()?, name)?;
+            if let Some(mirror) = self.mirror() {
+                mirror
+                    .set_stopped(name, stopped)
+                    .await
+                    .map_err(|e| Self::mirror_error(name, e))?;
+            }
             let handles = self.handles()?;
             self.commit(
                 name,
@@ -575,8 +752,15 @@ impl Store {
     async fn remove_history(&self, name: &str, meta: Option<Vec<u8>>) -> Result<(), StoreError> {
         let prefix = history_prefix(name)?;
         {
-            let _writer = self.lock_writer();
+            let _writer = self.inner.writer.lock().await;
             let handles = self.handles()?;
+            self.note_unmirrored(&handles, name)?;
+            if let Some(mirror) = self.mirror() {
+                mirror
+                    .clear(name, meta.is_some())
+                    .await
+                    .map_err(|e| Self::mirror_error(name, e))?;
+            }
             let mut removals = sled::Batch::default();
             for key in handles.history.scan_prefix(prefix).keys() {
                 let key = key.map_err(|source| StoreError::Read {
@@ -636,15 +820,6 @@ impl Store {
             self.reopen_after(error);
         }
         result
-    }
-
-    fn lock_writer(&self) -> MutexGuard<'_, ()> {
-        // The guarded value is `()`: a panic while holding the lock cannot leave it
-        // inconsistent, so a poisoned lock is as good as a clean one.
-        self.inner
-            .writer
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The sequence number after the model's newest entry. Callers hold the writer lock.
@@ -798,4 +973,4 @@ fn write_error(name: &str, error: sled::transaction::TransactionError<()>) -> St
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -1,8 +1,9 @@
 //! A [`Swarm`] decorator that counts calls by kind, for the metrics endpoint.
 
 use super::{
-    ListedNetwork, ListedObject, ListedService, ListedTask, NetworkRequest, ObjectKind,
-    ObjectRequest, ObservedNode, ObservedService, Swarm, SwarmError, SwarmEvent, SwarmInfo,
+    ListedNetwork, ListedObject, ListedService, ListedTask, LogChunk, LogQuery, NetworkRequest,
+    ObjectKind, ObjectRequest, ObservedNode, ObservedService, Swarm, SwarmError, SwarmEvent,
+    SwarmInfo,
 };
 use async_trait::async_trait;
 use bollard::models::ServiceSpec;
@@ -12,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Kinds of call, in the order metrics list them.
-pub const KINDS: [&str; 17] = [
+pub const KINDS: [&str; 18] = [
     "info",
     "list_services",
     "inspect_service",
@@ -30,6 +31,7 @@ pub const KINDS: [&str; 17] = [
     "remove_object",
     "image_digest",
     "list_networks",
+    "task_logs",
 ];
 
 /// Wraps a swarm and counts every call made through it.
@@ -118,6 +120,14 @@ impl Swarm for CountingSwarm {
     fn events(&self) -> BoxStream<'static, Result<SwarmEvent, SwarmError>> {
         self.count(10);
         self.inner.events()
+    }
+    fn task_logs(
+        &self,
+        task_id: &str,
+        query: &LogQuery,
+    ) -> BoxStream<'static, Result<LogChunk, SwarmError>> {
+        self.count(17);
+        self.inner.task_logs(task_id, query)
     }
     async fn image_digest(&self, image: &str) -> Result<String, SwarmError> {
         self.count(15);

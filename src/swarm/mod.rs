@@ -401,6 +401,19 @@ impl ObjectRequest {
         .unwrap_or_default()
     }
 
+    /// A config's content, decoded from the spec's base64 (`None` for a secret, or
+    /// when it does not decode).
+    pub fn data(&self) -> Option<Bytes> {
+        use base64::Engine;
+        match self {
+            Self::Secret(_) => None,
+            Self::Config(spec) => base64::engine::general_purpose::STANDARD
+                .decode(spec.data.as_deref()?)
+                .ok()
+                .map(Bytes::from),
+        }
+    }
+
     /// The object's labels.
     pub fn labels(&self) -> HashMap<String, String> {
         match self {
@@ -424,6 +437,30 @@ pub struct ListedObject {
     pub labels: HashMap<String, String>,
     /// When it was created (RFC 3339), if known.
     pub created_at: Option<String>,
+    /// A config's content (Docker lists it with the config); `None` for a secret.
+    pub data: Option<Bytes>,
+}
+
+/// What to read of a task's output.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogQuery {
+    /// Keep the stream open and send new output as it comes.
+    pub follow: bool,
+    /// Only the last this many lines (`None`: all).
+    pub tail: Option<u64>,
+    /// Only output since then (unix seconds).
+    pub since: Option<i64>,
+    /// Each line starts with its RFC 3339 time.
+    pub timestamps: bool,
+}
+
+/// A piece of a task's output, as Docker sends it (not always whole lines).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogChunk {
+    /// From standard error (else standard output).
+    pub stderr: bool,
+    /// The bytes.
+    pub text: Bytes,
 }
 
 /// A change reported by Docker's event stream.
@@ -496,9 +533,17 @@ pub trait Swarm: Send + Sync {
         kind: ObjectKind,
         label: (&str, &str),
     ) -> Result<Vec<ListedObject>, SwarmError>;
-    /// Removes a secret or config; one already gone counts as removed, one a service
+    /// Removes a secret or config by id or name; one already gone counts as removed, one a service
     /// uses is refused (HTTP 400).
     async fn remove_object(&self, kind: ObjectKind, id: &str) -> Result<(), SwarmError>;
+    /// A task's output (standard output and error), as `docker service logs` reads it:
+    /// one API call, streamed; with `follow` it ends when the task's container stops or
+    /// the connection drops.
+    fn task_logs(
+        &self,
+        task_id: &str,
+        query: &LogQuery,
+    ) -> BoxStream<'static, Result<LogChunk, SwarmError>>;
     /// Follows service and node events from now on. The stream ends or errors when the
     /// connection drops; the caller reconnects (see [`crate::reconcile::observe`]).
     fn events(&self) -> BoxStream<'static, Result<SwarmEvent, SwarmError>>;

@@ -281,3 +281,17 @@ impl Drop for StackGuard {
 }
 pub mod cluster;
 pub mod server;
+
+/// The ids of a service's tasks desired running, sorted.
+pub fn running_task_ids(service: &str) -> Vec<String> {
+    let mut ids = docker_lines(&[
+        "service",
+        "ps",
+        "-q",
+        "--filter",
+        "desired-state=running",
+        service,
+    ]);
+    ids.sort();
+    ids
+}

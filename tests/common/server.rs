@@ -265,9 +265,15 @@ pub fn remove_instance_services(instance: &str) {
         args.extend(ids.iter().map(String::as_str));
         let _ = docker_cli(&args);
     }
-    // Then the secrets and configs the instance created, which the services used.
-    for kind in ["secret", "config"] {
-        for id in docker_lines(&[kind, "ls", "-q", "--filter", &filter]) {
+    // Then the secrets and configs the instance created, which the services used, and
+    // the history it kept in Swarm.
+    let history = format!("label=mlmodel.history={instance}");
+    for (kind, filter) in [
+        ("secret", &filter),
+        ("config", &filter),
+        ("config", &history),
+    ] {
+        for id in docker_lines(&[kind, "ls", "-q", "--filter", filter]) {
             let _ = docker_cli(&[kind, "rm", &id]);
         }
     }

@@ -180,6 +180,41 @@ impl ApiClient {
             .await
     }
 
+    /// `GET /{name}/logs`: writes the lines to `out` as they come; with `follow` no
+    /// time limit applies, and it returns when the server ends the stream.
+    pub async fn logs(
+        &self,
+        name: &str,
+        query: &[(&str, String)],
+        follow: bool,
+        out: &mut (dyn std::io::Write + Send),
+    ) -> Result<(), ApiError> {
+        let url = self.url(&[name, "logs"], query);
+        let mut request = self.http.get(url);
+        if follow {
+            request = request.timeout(Duration::from_secs(100 * 365 * 24 * 3600));
+        }
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(&token.0);
+        }
+        let mut response = request.send().await.map_err(|e| self.transport(e))?;
+        let status = response.status();
+        if !status.is_success() {
+            let text = response.text().await.map_err(|e| self.transport(e))?;
+            return Err(ApiError::Refused {
+                status: status.as_u16(),
+                detail: detail_from_body(status, &text),
+            });
+        }
+        while let Some(chunk) = response.chunk().await.map_err(|e| self.transport(e))? {
+            // A closed pipe (`| head`) ends the command quietly.
+            if out.write_all(&chunk).and_then(|()| out.flush()).is_err() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     /// Sends one request and reads the answer as `T`, or the server's refusal.
     async fn call<T: DeserializeOwned>(
         &self,

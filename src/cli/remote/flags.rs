@@ -128,6 +128,27 @@ pub enum ClientCommand {
               value_parser = clap::value_parser!(u32).range(1..))]
         limit: u32,
     },
+    /// Print a model's output: every task of its services, each line prefixed with
+    /// its task (service.slot.task@node), as `docker service logs` prints it.
+    ///
+    /// Example: mlmodel logs carls_model --tail 50 -f
+    Logs {
+        /// The model.
+        name: String,
+        /// Lines per task (at most 10000, the default).
+        #[arg(long, value_name = "N")]
+        tail: Option<u64>,
+        /// Keep printing new lines as they come, until interrupted or the tasks stop.
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// Only lines since then: a duration back from now (10m, 1h30m) or an RFC 3339
+        /// time.
+        #[arg(long, value_name = "DURATION|TIME")]
+        since: Option<String>,
+        /// Start each line with its time.
+        #[arg(long)]
+        timestamps: bool,
+    },
     /// Redeploy an earlier deployment of a model (the previous one by default).
     ///
     /// The rollback is recorded as a new deployment with the earlier one's fields.
@@ -231,6 +252,21 @@ async fn dispatch(client: &ApiClient, command: ClientCommand) -> u8 {
             clear_all_records,
         } => commands::delete(client, &name, clear_all_records).await,
         ClientCommand::History { name, limit } => commands::history(client, &name, limit).await,
+        ClientCommand::Logs {
+            name,
+            tail,
+            follow,
+            since,
+            timestamps,
+        } => {
+            let mut query = vec![
+                ("follow", follow.to_string()),
+                ("timestamps", timestamps.to_string()),
+            ];
+            query.extend(tail.map(|n| ("tail", n.to_string())));
+            query.extend(since.map(|since| ("since", since)));
+            commands::logs(client, &name, &query, follow).await
+        }
         ClientCommand::Rollback { name, to } => {
             commands::rollback(client, &name, to.as_deref()).await
         }

@@ -91,6 +91,12 @@ pub struct ServeArgs {
     /// after seeing it unchanged for this long.
     #[arg(long, env = "MLMODEL_LEASE_DURATION", default_value = "15s", value_parser = parse_period, value_name = "DURATION")]
     lease_duration: Duration,
+    /// Keep every deployment record and its history also in the swarm (as configs
+    /// `<instance>-history-*` in Swarm's raft store), written before a write is
+    /// acknowledged and read back at start and on taking the lease, so that a copy on
+    /// another manager has the full history. On with --lease.
+    #[arg(long, env = "MLMODEL_SWARM_HISTORY")]
+    swarm_history: bool,
     #[command(flatten)]
     instance: InstanceArgs,
 }
@@ -152,6 +158,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         },
         network_subnet: args.network_subnet,
         lease: args.lease.then_some(args.lease_duration),
+        swarm_history: args.swarm_history || args.lease,
     };
     super::limit_malloc_arenas();
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;

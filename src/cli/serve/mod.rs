@@ -9,6 +9,7 @@ pub(crate) use flags::run;
 use crate::api::{self, ApiState, HealthProbe};
 use crate::desired::render::{Instance, Templates};
 use crate::reconcile::controller::{Controller, ImagePolicy, Parts, RunConfig};
+use crate::reconcile::journal::Journal;
 use crate::reconcile::lease::{self, LeaseConfig, LeaseGate};
 use crate::reconcile::network::SubnetChoice;
 use crate::sources::files::{ManifestWatcher, WatchConfig, WatcherHealth};
@@ -50,6 +51,8 @@ pub struct ServeConfig {
     /// Hold a lease in the swarm to act, for this long without renewal (`None`: always
     /// act, the only copy).
     pub lease: Option<Duration>,
+    /// Keep the store's records also in Swarm (see [`crate::reconcile::journal`]).
+    pub swarm_history: bool,
 }
 
 /// Opens the store, moving a damaged one aside with `--recover-store`; a damaged store
@@ -93,6 +96,9 @@ pub enum ServeError {
     /// The store could not be opened.
     #[error("cannot open the store: {0}")]
     Store(String),
+    /// The history kept in Swarm could not be synced.
+    #[error("{0}")]
+    History(String),
     /// The templates could not be loaded.
     #[error(transparent)]
     Templates(#[from] crate::desired::render::RenderError),
@@ -166,17 +172,25 @@ pub async fn serve(config: ServeConfig, shutdown: CancellationToken) -> Result<(
     )
     .map_err(|e| ServeError::Watch(e.to_string()))?;
     let lease = config.lease.map(|duration| {
-        let identity = format!(
-            "{}:{}/{}",
-            hostname(),
-            config.listen.port(),
-            std::process::id()
-        );
+        let identity = copy_identity(&config);
         let address = format!("http://{}:{}", hostname(), config.listen.port());
+        let gate = if config.swarm_history {
+            LeaseGate::leased_after_prepare()
+        } else {
+            LeaseGate::leased()
+        };
         (
             LeaseConfig::new(&config.instance.name, identity, address, duration),
-            LeaseGate::leased(),
+            gate,
         )
+    });
+    let journal = config.swarm_history.then(|| {
+        Arc::new(Journal::new(
+            swarm.clone(),
+            &config.instance.name,
+            &copy_identity(&config),
+            lease.as_ref().map(|(_, gate)| gate.clone()),
+        ))
     });
     if let Some((lease_config, gate)) = &lease {
         // One round before anything else: the only copy is active at once.
@@ -184,9 +198,31 @@ pub async fn serve(config: ServeConfig, shutdown: CancellationToken) -> Result<(
         if let Err(e) = lease::round(swarm.as_ref(), lease_config, gate, &mut memory).await {
             warn!(error = %e, "cannot read or take the lease yet");
         }
-        if let Some(why) = gate.standby() {
-            info!("{why}");
+    }
+    if let Some(journal) = &journal {
+        let held = lease.as_ref().map(|(_, gate)| gate.held_term());
+        // Without a lease this is the only copy; with one, only the holder fills the
+        // journal, and a standby takes in what it holds.
+        let may_write = held.is_none_or(|term| term.is_some());
+        let synced = sync_history(journal, &store, may_write).await;
+        if !synced && lease.is_none() {
+            return Err(ServeError::History(
+                "cannot read or write the history kept in Swarm (see the log); start again once Docker answers, or without --swarm-history".to_string(),
+            ));
         }
+        if let (Some((_, gate)), Some(Some(term))) = (&lease, held)
+            && synced
+        {
+            gate.mark_ready(term);
+        }
+        store
+            .set_mirror(journal.clone())
+            .expect("the store gets its mirror once");
+    }
+    if let Some((_, gate)) = &lease
+        && let Some(why) = gate.standby()
+    {
+        info!("{why}");
     }
     let controller = Controller::new(Parts {
         swarm,
@@ -222,7 +258,8 @@ pub async fn serve(config: ServeConfig, shutdown: CancellationToken) -> Result<(
         controller.readers(),
         config.token.clone(),
         Arc::new(WatcherProbe(health)),
-    );
+    )
+    .with_shutdown(shutdown.clone());
     let api = spawn_api(listener, state, shutdown.clone());
     info!(listen = %config.listen, "API listening");
     let run_config = RunConfig {
@@ -235,10 +272,20 @@ pub async fn serve(config: ServeConfig, shutdown: CancellationToken) -> Result<(
     let lease_loop = lease.map(|(lease_config, gate)| {
         let swarm = controller.swarm();
         let on_acquired = controller.clone();
+        let (journal, store) = (journal.clone(), controller.store().clone());
         tokio::spawn(lease::run(
             swarm,
             lease_config,
             gate,
+            move || {
+                let (journal, store) = (journal.clone(), store.clone());
+                Box::pin(async move {
+                    match journal {
+                        Some(journal) => sync_history(&journal, &store, true).await,
+                        None => true,
+                    }
+                })
+            },
             move || {
                 let controller = on_acquired.clone();
                 tokio::spawn(async move {
@@ -263,6 +310,36 @@ pub async fn serve(config: ServeConfig, shutdown: CancellationToken) -> Result<(
     }
     info!("stopped");
     Ok(())
+}
+
+/// Syncs the store with the history kept in Swarm; whether that worked (the failure
+/// is logged).
+async fn sync_history(journal: &Journal, store: &Store, may_write: bool) -> bool {
+    match journal.sync(store, may_write).await {
+        Ok(report) => {
+            info!(
+                entries = report.entries,
+                taken = report.taken,
+                pushed = report.pushed,
+                "the store agrees with the history kept in Swarm"
+            );
+            true
+        }
+        Err(e) => {
+            warn!(error = %e, "cannot sync the store with the history kept in Swarm");
+            false
+        }
+    }
+}
+
+/// This copy's identity: `host:port/pid`.
+fn copy_identity(config: &ServeConfig) -> String {
+    format!(
+        "{}:{}/{}",
+        hostname(),
+        config.listen.port(),
+        std::process::id()
+    )
 }
 
 /// This machine's host name (a container's id in a container), for the lease holder.

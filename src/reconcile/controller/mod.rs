@@ -204,6 +204,10 @@ pub struct Readers {
     pub network: Arc<SharedNetwork>,
     /// Whether this copy may write (holds the lease).
     pub lease: Arc<LeaseGate>,
+    /// What the reconciler last saw of the swarm (services, tasks, nodes).
+    pub observed: Arc<ObservedCache>,
+    /// Docker, for reads the API makes itself (logs), counted like the reconciler's.
+    pub swarm: Arc<dyn Swarm>,
 }
 
 impl Readers {
@@ -287,6 +291,8 @@ impl Controller {
             templates: self.cx.templates.clone(),
             network: self.network.clone(),
             lease: self.lease.clone(),
+            observed: self.observed.clone(),
+            swarm: self.cx.swarm.clone(),
         }
     }
 

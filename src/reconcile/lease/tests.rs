@@ -11,6 +11,7 @@ fn record(holder: &str, version: u64) -> Record {
         address: format!("http://{holder}:8080"),
         term: 3,
         renewals: 0,
+        turns: Vec::new(),
     }
 }
 
@@ -151,10 +152,10 @@ async fn two_copies_taking_over_at_once_cannot_both_win() {
     tokio::time::advance(DURATION).await;
     // Both write with the version they read: the second is out of sequence.
     let first = swarm
-        .update_service(&seen.id, seen.version, &spec(&b, seen.term + 1, 0))
+        .update_service(&seen.id, seen.version, &spec(&b, seen.term + 1, 0, &[]))
         .await;
     let second = swarm
-        .update_service(&seen.id, seen.version, &spec(&c, seen.term + 1, 0))
+        .update_service(&seen.id, seen.version, &spec(&c, seen.term + 1, 0, &[]))
         .await;
     assert!(first.is_ok());
     assert!(

@@ -4,7 +4,7 @@ use crate::desired::record::{ModelSpec, new_deployment_id};
 use serde_json::json;
 use std::collections::BTreeMap;
 
-fn record(name: &str, build_id: &str) -> DeploymentRecord {
+pub(crate) fn record(name: &str, build_id: &str) -> DeploymentRecord {
     DeploymentRecord {
         spec: ModelSpec {
             name: name.into(),
@@ -39,14 +39,14 @@ fn record(name: &str, build_id: &str) -> DeploymentRecord {
     }
 }
 
-fn entry(name: &str, build_id: &str) -> HistoryEntry {
+pub(crate) fn entry(name: &str, build_id: &str) -> HistoryEntry {
     HistoryEntry {
         record: record(name, build_id),
         source: Source::Api,
     }
 }
 
-fn build_ids(store: &Store, name: &str, n: usize) -> Vec<String> {
+pub(crate) fn build_ids(store: &Store, name: &str, n: usize) -> Vec<String> {
     store
         .history(name, n)
         .into_iter()

@@ -10,11 +10,14 @@ mod lists;
 
 use super::registry::Credentials;
 use super::{
-    ListedNetwork, ListedObject, ListedService, ListedTask, NetworkRequest, ObjectKind,
-    ObjectRequest, ObservedNode, ObservedService, Swarm, SwarmError, SwarmEvent, SwarmInfo, states,
+    ListedNetwork, ListedObject, ListedService, ListedTask, LogChunk, LogQuery, NetworkRequest,
+    ObjectKind, ObjectRequest, ObservedNode, ObservedService, Swarm, SwarmError, SwarmEvent,
+    SwarmInfo, states,
 };
 use async_trait::async_trait;
+use base64::Engine as _;
 use bollard::Docker;
+use bollard::container::LogOutput;
 use bollard::errors::Error as DockerError;
 use bollard::models::{
     EventMessage, EventMessageTypeEnum, Ipam, IpamConfig, NetworkCreateRequest, Node, Service,
@@ -22,7 +25,7 @@ use bollard::models::{
 };
 use bollard::query_parameters::{
     EventsOptions, ListConfigsOptions, ListNetworksOptions, ListNodesOptions, ListSecretsOptions,
-    UpdateServiceOptions,
+    LogsOptions, UpdateServiceOptions,
 };
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
@@ -358,6 +361,49 @@ impl Swarm for DockerSwarm {
         }
     }
 
+    fn task_logs(
+        &self,
+        task_id: &str,
+        query: &LogQuery,
+    ) -> BoxStream<'static, Result<LogChunk, SwarmError>> {
+        let options = LogsOptions {
+            follow: query.follow,
+            stdout: true,
+            stderr: true,
+            since: query
+                .since
+                .map_or(0, |s| i32::try_from(s).unwrap_or(i32::MAX)),
+            until: 0,
+            timestamps: query.timestamps,
+            tail: query
+                .tail
+                .map_or_else(|| "all".to_string(), |n| n.to_string()),
+        };
+        let what = format!("the logs of task {task_id}");
+        self.docker
+            .task_logs(task_id, Some(options))
+            .filter_map(move |output| {
+                let what = what.clone();
+                async move {
+                    match output {
+                        Ok(LogOutput::StdErr { message }) => Some(Ok(LogChunk {
+                            stderr: true,
+                            text: message,
+                        })),
+                        Ok(LogOutput::StdOut { message } | LogOutput::Console { message }) => {
+                            Some(Ok(LogChunk {
+                                stderr: false,
+                                text: message,
+                            }))
+                        }
+                        Ok(LogOutput::StdIn { .. }) => None,
+                        Err(err) => Some(Err(map_error(err, "read", &what))),
+                    }
+                }
+            })
+            .boxed()
+    }
+
     fn events(&self) -> BoxStream<'static, Result<SwarmEvent, SwarmError>> {
         let filters = HashMap::from([(
             "type".to_string(),
@@ -393,6 +439,7 @@ impl DockerSwarm {
             name: name.unwrap_or_default(),
             labels: Option::unwrap_or_default(labels),
             created_at,
+            data: None,
         };
         Ok(match kind {
             ObjectKind::Secret => self
@@ -418,7 +465,16 @@ impl DockerSwarm {
                 .into_iter()
                 .map(|c| {
                     let spec = c.spec.unwrap_or_default();
-                    listed(c.id, c.created_at, spec.name, spec.labels)
+                    let data = spec.data.as_deref().and_then(|data| {
+                        base64::engine::general_purpose::STANDARD
+                            .decode(data)
+                            .ok()
+                            .map(bytes::Bytes::from)
+                    });
+                    ListedObject {
+                        data,
+                        ..listed(c.id, c.created_at, spec.name, spec.labels)
+                    }
                 })
                 .collect(),
         })

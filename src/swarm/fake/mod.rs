@@ -17,9 +17,9 @@
 //! What it does not do: fill in Docker's defaults, run rolling updates, or schedule.
 
 use super::{
-    ListedNetwork, ListedObject, ListedService, ListedTask, NetworkRequest, ObjectKind,
-    ObjectRequest, ObservedNode, ObservedService, Swarm, SwarmError, SwarmEvent, SwarmInfo,
-    TaskState, UpdateState,
+    ListedNetwork, ListedObject, ListedService, ListedTask, LogChunk, LogQuery, NetworkRequest,
+    ObjectKind, ObjectRequest, ObservedNode, ObservedService, Swarm, SwarmError, SwarmEvent,
+    SwarmInfo, TaskState, UpdateState,
 };
 use async_trait::async_trait;
 use bollard::models::{ServiceSpec, ServiceSpecMode};
@@ -92,6 +92,8 @@ pub enum Op {
     RemoveObject,
     /// [`Swarm::image_digest`].
     ImageDigest,
+    /// [`Swarm::task_logs`].
+    TaskLogs,
 }
 
 impl Op {
@@ -115,6 +117,7 @@ impl Op {
             Self::ListObjects => "list_objects",
             Self::RemoveObject => "remove_object",
             Self::ImageDigest => "image_digest",
+            Self::TaskLogs => "task_logs",
         }
     }
 
@@ -176,6 +179,7 @@ impl FakeSwarm {
             unreachable: false,
             failures: HashMap::new(),
             calls: BTreeMap::new(),
+            logs: HashMap::new(),
         };
         Self {
             state: Mutex::new(state),
@@ -363,6 +367,34 @@ impl FakeSwarm {
     }
 
     /// Replaces the swarm's nodes (one ready manager to begin with).
+    /// Sets the output of every current task of service `name`, one chunk per line
+    /// (a line starting with `!` goes to standard error).
+    pub fn set_logs(&self, name: &str, lines: &[&str]) {
+        let mut state = self.lock();
+        let chunks: Vec<LogChunk> = lines
+            .iter()
+            .map(|line| {
+                let (stderr, text) = match line.strip_prefix('!') {
+                    Some(rest) => (true, rest),
+                    None => (false, *line),
+                };
+                LogChunk {
+                    stderr,
+                    text: bytes::Bytes::from(format!("{text}\n")),
+                }
+            })
+            .collect();
+        let ids: Vec<String> = state
+            .services
+            .values()
+            .filter(|s| s.spec.name.as_deref() == Some(name))
+            .flat_map(|s| s.tasks().into_iter().map(|t| t.task.id))
+            .collect();
+        for id in ids {
+            state.logs.insert(id, chunks.clone());
+        }
+    }
+
     pub fn set_nodes(&self, nodes: Vec<ObservedNode>) {
         self.lock().nodes = nodes;
     }
@@ -537,7 +569,7 @@ impl Swarm for FakeSwarm {
 
     async fn create_object(&self, object: &ObjectRequest) -> Result<String, SwarmError> {
         let mut state = self.begin(Op::CreateObject)?;
-        state.create_object(object.kind(), object.name(), object.labels())
+        state.create_object(object.kind(), object.name(), object.labels(), object.data())
     }
 
     async fn list_objects(
@@ -557,6 +589,22 @@ impl Swarm for FakeSwarm {
 
     async fn remove_object(&self, kind: ObjectKind, id: &str) -> Result<(), SwarmError> {
         self.begin(Op::RemoveObject)?.remove_object(kind, id)
+    }
+
+    fn task_logs(
+        &self,
+        task_id: &str,
+        query: &LogQuery,
+    ) -> BoxStream<'static, Result<LogChunk, SwarmError>> {
+        let chunks: Vec<LogChunk> = match self.begin(Op::TaskLogs) {
+            Ok(state) => state.logs.get(task_id).cloned().unwrap_or_default(),
+            Err(error) => return stream::once(async { Err(error) }).boxed(),
+        };
+        let skip = match query.tail {
+            Some(tail) => chunks.len().saturating_sub(tail as usize),
+            None => 0,
+        };
+        stream::iter(chunks.into_iter().skip(skip).map(Ok)).boxed()
     }
 
     fn events(&self) -> BoxStream<'static, Result<SwarmEvent, SwarmError>> {

@@ -36,6 +36,8 @@ pub(super) struct State {
     pub(super) unreachable: bool,
     pub(super) failures: HashMap<Op, VecDeque<SwarmError>>,
     pub(super) calls: BTreeMap<Op, u64>,
+    /// Each task's output, by task id.
+    pub(super) logs: HashMap<String, Vec<crate::swarm::LogChunk>>,
 }
 
 /// One service, with what steers its tasks.
@@ -126,6 +128,7 @@ impl State {
         kind: ObjectKind,
         name: &str,
         labels: HashMap<String, String>,
+        data: Option<bytes::Bytes>,
     ) -> Result<String, SwarmError> {
         if self
             .objects
@@ -149,6 +152,7 @@ impl State {
                 name: name.to_string(),
                 labels,
                 created_at: Some(now_rfc3339()),
+                data,
             },
         );
         self.index += 1;
@@ -156,10 +160,18 @@ impl State {
     }
 
     /// Removes a secret or config unless a service references it (a 400, as in Swarm).
+    /// Docker takes an id or a name, and so does the fake.
     pub(super) fn remove_object(&mut self, kind: ObjectKind, id: &str) -> Result<(), SwarmError> {
-        let Some(object) = self.objects.get(id).filter(|o| o.kind == kind) else {
+        let Some(object) = self
+            .objects
+            .get(id)
+            .or_else(|| self.objects.values().find(|o| o.name == id))
+            .filter(|o| o.kind == kind)
+        else {
             return Ok(());
         };
+        let id = object.id.clone();
+        let id = id.as_str();
         let users: Vec<&str> = self
             .services
             .values()

@@ -9,7 +9,7 @@ mod model;
 
 pub use apply::{apply, diff};
 pub use get::{Output, get};
-pub use model::{delete, describe, history, rollback};
+pub use model::{delete, describe, history, logs, rollback};
 
 use super::api::{ApiClient, ApiError, root_cause};
 use std::time::Duration;

@@ -64,6 +64,15 @@ pub async fn history(client: &ApiClient, name: &str, n: u32) -> u8 {
     }
 }
 
+/// Prints the model's log lines as they come.
+pub async fn logs(client: &ApiClient, name: &str, query: &[(&str, String)], follow: bool) -> u8 {
+    let mut out = std::io::stdout();
+    match client.logs(name, query, follow, &mut out).await {
+        Ok(()) => exit::OK,
+        Err(error) => report(client, &error),
+    }
+}
+
 /// Redeploys an earlier record: `to`, or the one before the current.
 pub async fn rollback(client: &ApiClient, name: &str, to: Option<&str>) -> u8 {
     match client.rollback(name, to).await {
