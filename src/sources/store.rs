@@ -210,6 +210,12 @@ struct Handles {
 impl Handles {
     fn open(dir: &Path) -> Result<Handles, StoreError> {
         let shown = dir.display().to_string();
+        if let Some(why) = damaged_files(dir) {
+            return Err(StoreError::Open {
+                dir: shown,
+                source: sled::Error::Unsupported(why),
+            });
+        }
         // No background flusher: every write flushes before it returns, and without the
         // flusher thread (which holds the database) dropping the store releases its lock
         // at once, so it can be opened again in the same process.
@@ -892,6 +898,34 @@ impl Store {
             name: name.to_string(),
             message: e.to_string(),
         })
+    }
+}
+
+/// Why the files in `dir` are not a store sled would open as it was, if they are not.
+///
+/// sled takes a configuration file of 8 bytes or fewer for none, and then reads a data
+/// file of garbage as an empty store: every model would be silently forgotten. So a
+/// store whose `conf` is cut short or not sled's, or whose `db` has no `conf` beside it,
+/// is refused as damaged before sled sees it.
+fn damaged_files(dir: &Path) -> Option<String> {
+    let conf = dir.join("conf");
+    let db_len = std::fs::metadata(dir.join("db")).map_or(0, |m| m.len());
+    match std::fs::read(&conf) {
+        Ok(text) if text.len() <= 8 => Some(format!(
+            "its configuration file {} is cut short ({} bytes)",
+            conf.display(),
+            text.len()
+        )),
+        Ok(text) if !text.starts_with(b"segment_size: ") => Some(format!(
+            "its configuration file {} is not one sled wrote",
+            conf.display()
+        )),
+        Ok(_) => None,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && db_len > 0 => Some(format!(
+            "its data file holds {db_len} bytes but its configuration file {} is missing",
+            conf.display()
+        )),
+        Err(_) => None,
     }
 }
 

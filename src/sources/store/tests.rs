@@ -528,3 +528,31 @@ async fn a_damaged_store_does_not_open_and_recovering_moves_it_aside_and_starts_
     assert!(moved.is_none());
     drop(again);
 }
+
+#[tokio::test]
+async fn a_store_cut_to_a_short_line_of_garbage_is_refused_not_opened_empty() {
+    // sled alone opens these as an empty store, forgetting every model.
+    for (conf, db) in [
+        (Some(&b"garbage\n"[..]), &b"more garbage\n"[..]),
+        (Some(&b"not sled's conf, but long enough\n"[..]), &b"x"[..]),
+        (None, &b"a data file without its conf\n"[..]),
+    ] {
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("data");
+        {
+            let store = Store::open(&dir).unwrap();
+            store.append(Arc::new(entry("m", "b1"))).await.unwrap();
+        }
+        let _ = std::fs::remove_file(dir.join("conf"));
+        if let Some(conf) = conf {
+            std::fs::write(dir.join("conf"), conf).unwrap();
+        }
+        std::fs::write(dir.join("db"), db).unwrap();
+        let Err(error) = Store::open(&dir) else {
+            panic!("{conf:?}/{db:?} opened as a store");
+        };
+        let shown = format!("{error} ({})", std::error::Error::source(&error).unwrap());
+        assert!(matches!(error, StoreError::Open { .. }), "{shown}");
+        assert!(shown.contains("configuration file"), "{shown}");
+    }
+}
