@@ -310,7 +310,8 @@ impl LeaseGate {
         let mut state = self.lock();
         let was = state.until.is_some_and(|u| Instant::now() < u);
         let acquired = !was || state.term != term;
-        if acquired && (state.term != term || !state.ready) {
+        // A new term needs preparing again; the same term, taken back, keeps its state.
+        if state.term != term {
             state.ready = !self.needs_ready;
         }
         state.until = Some(until);

@@ -404,13 +404,9 @@ impl ObjectRequest {
     /// A config's content, decoded from the spec's base64 (`None` for a secret, or
     /// when it does not decode).
     pub fn data(&self) -> Option<Bytes> {
-        use base64::Engine;
         match self {
             Self::Secret(_) => None,
-            Self::Config(spec) => base64::engine::general_purpose::STANDARD
-                .decode(spec.data.as_deref()?)
-                .ok()
-                .map(Bytes::from),
+            Self::Config(spec) => config_data(spec.data.as_deref()?),
         }
     }
 
@@ -424,7 +420,16 @@ impl ObjectRequest {
     }
 }
 
-/// A secret or config as listed: never its content.
+/// A config's content from the base64 its spec carries (`None` if it does not decode).
+pub(crate) fn config_data(base64_text: &str) -> Option<Bytes> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(base64_text)
+        .ok()
+        .map(Bytes::from)
+}
+
+/// A secret or config as listed: a config with its content, a secret never.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListedObject {
     /// Secret or config.

@@ -15,7 +15,6 @@ use super::{
     SwarmInfo, states,
 };
 use async_trait::async_trait;
-use base64::Engine as _;
 use bollard::Docker;
 use bollard::container::LogOutput;
 use bollard::errors::Error as DockerError;
@@ -465,12 +464,7 @@ impl DockerSwarm {
                 .into_iter()
                 .map(|c| {
                     let spec = c.spec.unwrap_or_default();
-                    let data = spec.data.as_deref().and_then(|data| {
-                        base64::engine::general_purpose::STANDARD
-                            .decode(data)
-                            .ok()
-                            .map(bytes::Bytes::from)
-                    });
+                    let data = spec.data.as_deref().and_then(super::config_data);
                     ListedObject {
                         data,
                         ..listed(c.id, c.created_at, spec.name, spec.labels)
