@@ -246,24 +246,23 @@ async fn apply_wait_of_a_missing_image_says_why_it_does_not_become_available() {
     let applied = mlmodel(&url, &["apply", "-f", dir_arg, "--wait", "--timeout", "2m"]);
     assert_exit(&applied, 0, "apply --wait of a good image");
 
-    // Swarm never fails this rollout: it retries the new task and keeps the old one.
+    // Swarm rejects the new task (no such image) and, as the template says
+    // (`failure_action: rollback`), rolls the update back; mlmodel says so, and --wait
+    // ends there instead of waiting out its timeout.
     write(dir.path(), "stuck.yml", &manifest(1, "no-such-tag"));
-    let stuck = mlmodel(
-        &url,
-        &["apply", "-f", dir_arg, "--wait", "--timeout", "20s"],
-    );
+    let stuck = mlmodel(&url, &["apply", "-f", dir_arg, "--wait", "--timeout", "2m"]);
     assert_exit(&stuck, 1, "apply --wait of a missing image");
-    let progress = stdout(&stuck);
-    assert!(
-        progress.contains(
-            "stuck: Progressing, 1/1 ready: No such image: mlmodel-test/static-http:no-such-tag"
-        ),
-        "{progress}"
-    );
     let errors = stderr(&stuck);
+    let failed = errors
+        .lines()
+        .find(|l| l.starts_with("error: stuck: deployment "))
+        .unwrap_or_else(|| panic!("{errors}"));
     assert!(
-        errors.contains("error: timed out after 20s waiting for stuck to become Available"),
-        "{errors}"
+        failed.contains(&format!(
+            " rolled back by Swarm on service {service}: its new tasks failed ("
+        )),
+        "{failed}"
     );
+    assert!(failed.contains("mlmodel rollback stuck"), "{failed}");
     assert_eq!(running_tasks(&service), 1, "the old task still serves");
 }

@@ -6,6 +6,7 @@ use crate::desired::Identity;
 use crate::desired::manifest::read_spec;
 use crate::desired::record::{self, DeploymentRecord};
 use crate::desired::record::{HistoryEntry, Source};
+use crate::reconcile::events::Note;
 use crate::reconcile::status::ModelStatus;
 use crate::sources::store::StoreError;
 use axum::Json;
@@ -29,6 +30,9 @@ pub async fn list(
     let detailed = flag(&params, "verbose")?
         .or(flag(&params, "detail")?)
         .unwrap_or(false);
+    if let Some(stream) = super::watch::watch_flag(&state, &params)? {
+        return Ok(stream);
+    }
     let live_only = flag(&params, "live_only")?.unwrap_or(false);
     let generation = state.readers.status.generation();
     let mut cache = state.listing.lock().unwrap_or_else(|p| p.into_inner());
@@ -91,7 +95,11 @@ pub async fn deploy(
         invalid(&errors)
     })?;
     let entry = record_deployment(&state, spec).await?;
-    Ok(Json(record_json(&entry.record, None)))
+    let record = &entry.record;
+    let id = record.deployment_id.as_str();
+    let note = Note::recorded(id, &record.spec.image, "api");
+    state.readers.events.record(&name, vec![note], Some(id));
+    Ok(Json(record_json(record, None)))
 }
 
 /// `GET /{name}?n=N`: the newest N records, newest first, the newest with its live
@@ -142,8 +150,40 @@ pub async fn delete_model(
         store.set_stopped(&name, true).await
     };
     stopped.map_err(store_error(&store))?;
+    let deployment = newest.first().map(|e| e.record.deployment_id.as_str());
+    let note = Note::stopped(clear);
+    state.readers.events.record(&name, vec![note], deployment);
     state.readers.queue.add(&name);
     Ok(Json(answer))
+}
+
+/// `GET /{name}/events?limit=N`: the model's newest N events (default all kept),
+/// oldest first.
+pub async fn model_events(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+    Query(params): Params,
+) -> Result<Json<Value>, ApiError> {
+    let limit = match params.get("limit") {
+        None => usize::MAX,
+        Some(text) => whole_number(text).filter(|n| *n >= 1).ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "limit: expected a whole number of at least 1, found {text:?}"
+            ))
+        })?,
+    };
+    let events = state
+        .readers
+        .events
+        .list(&name)
+        .map_err(store_error(&state.readers.store))?;
+    if events.is_empty() && state.readers.status.get(&name).is_none() {
+        return Err(ApiError::NotFound(format!("model {name:?} is not known")));
+    }
+    let skip = events.len().saturating_sub(limit);
+    let value =
+        serde_json::to_value(&events[skip..]).map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(Json(value))
 }
 
 /// `GET /{name}/status`: phase, replicas, tasks, message, source.
@@ -184,6 +224,9 @@ pub async fn rollback(
         })?,
     };
     let entry = record_deployment(&state, target.record.spec.clone()).await?;
+    let id = entry.record.deployment_id.as_str();
+    let note = Note::rollback_requested(&target.record.deployment_id, id);
+    state.readers.events.record(&name, vec![note], Some(id));
     Ok(Json(record_json(&entry.record, None)))
 }
 

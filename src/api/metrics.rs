@@ -83,7 +83,8 @@ fn write_reconciler(out: &mut String, readers: &crate::reconcile::controller::Re
     let m = &readers.metrics;
     let seconds = m.reconcile_micros.load(Ordering::Relaxed) as f64 / 1e6;
     let last = f64::from_bits(m.last_resync.load(Ordering::Relaxed));
-    let series: [(&str, &str, &str, String); 6] = [
+    let events = &readers.events;
+    let series: [(&str, &str, &str, String); 8] = [
         (
             "mlmodel_reconciles_total",
             "counter",
@@ -113,6 +114,18 @@ fn write_reconciler(out: &mut String, readers: &crate::reconcile::controller::Re
             "gauge",
             "models waiting to be reconciled",
             readers.queue.depth().to_string(),
+        ),
+        (
+            "mlmodel_events_total",
+            "counter",
+            "model events recorded, repeats included",
+            events.recorded.load(Ordering::Relaxed).to_string(),
+        ),
+        (
+            "mlmodel_event_write_errors_total",
+            "counter",
+            "model events the store could not take (kept in memory)",
+            events.write_errors.load(Ordering::Relaxed).to_string(),
         ),
         (
             "mlmodel_last_resync_timestamp_seconds",

@@ -10,6 +10,7 @@ mod handlers;
 pub mod logs;
 mod metrics;
 pub mod timefmt;
+pub mod watch;
 
 pub use errors::ApiError;
 
@@ -50,6 +51,8 @@ pub struct ApiState {
     openapi: axum::body::Bytes,
     /// Followed log streams: at most [`logs::MAX_FOLLOWS`] at once.
     pub log_follows: Arc<tokio::sync::Semaphore>,
+    /// Watch streams: at most [`watch::MAX_WATCHES`] at once.
+    pub watches: Arc<tokio::sync::Semaphore>,
     /// Cancelled at shutdown: streamed answers end then.
     pub shutdown: tokio_util::sync::CancellationToken,
 }
@@ -72,6 +75,7 @@ impl ApiState {
             listing: Arc::new(Mutex::new(ListingCache::default())),
             openapi,
             log_follows: Arc::new(tokio::sync::Semaphore::new(logs::MAX_FOLLOWS)),
+            watches: Arc::new(tokio::sync::Semaphore::new(watch::MAX_WATCHES)),
             shutdown: tokio_util::sync::CancellationToken::new(),
         }
     }
@@ -134,6 +138,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/version", get(handlers::version))
         .route("/metrics", get(metrics::metrics))
         .route("/openapi.json", get(handlers::openapi))
+        .route("/events", get(watch::events))
         .route(
             "/{name}",
             get(handlers::get_model)
@@ -144,6 +149,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/{name}/status", get(handlers::model_status))
         .route("/{name}/rollback", post(handlers::rollback))
         .route("/{name}/logs", get(logs::logs))
+        .route("/{name}/events", get(handlers::model_events))
         .fallback(|| async { ApiError::NotFound("no such endpoint: see /openapi.json".into()) })
         .method_not_allowed_fallback(|| async {
             ApiError::MethodNotAllowed(

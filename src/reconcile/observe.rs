@@ -51,6 +51,9 @@ pub struct Departed {
     pub node_id: String,
     /// Why that node takes no new tasks when the task left ("down", "drained"), if so.
     pub node_unavailable: Option<String>,
+    /// Swarm's error for the task when it was last seen ("" if none): why a rolled-back
+    /// update failed, once its tasks are gone.
+    pub error: String,
     /// When it was seen gone (unix seconds).
     pub at: f64,
 }
@@ -407,6 +410,7 @@ fn departed(
                 slot: task.slot,
                 node_unavailable: nodes.get(&node_id).and_then(ObservedNode::unavailable),
                 node_id,
+                error: task.error.clone(),
                 at: now,
             });
             if gone.len() > DEPARTED_PER_SERVICE {

@@ -10,6 +10,7 @@
 use crate::desired::record::Source;
 use crate::desired::validate::FieldError;
 use crate::reconcile::plan::NameTaken;
+use crate::reconcile::rollback::RolledBack;
 use crate::sources::store::StoreError;
 use crate::swarm::SwarmError;
 use std::fmt;
@@ -105,6 +106,8 @@ pub enum Problem {
     DockerWrite(SwarmError),
     /// This copy does not hold the lease: it observes and reports, and writes nothing.
     Standby(String),
+    /// Swarm rolled the deployment back: held as it runs until a new deployment.
+    RolledBack(Box<RolledBack>),
 }
 
 impl Problem {
@@ -135,6 +138,7 @@ impl fmt::Display for Problem {
             Self::NamesTaken(taken) => join(f, taken.iter().map(|t| ("", t))),
             Self::DockerWrite(error) => error.fmt(f),
             Self::Standby(why) => f.write_str(why),
+            Self::RolledBack(rolled) => rolled.fmt(f),
         }
     }
 }

@@ -14,6 +14,7 @@ use crate::swarm::{ObservedNode, ObservedService, ObservedTask, TaskState, Updat
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
+use tokio::sync::broadcast;
 
 /// Where a model's lifecycle stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -112,11 +113,27 @@ pub struct ModelStatus {
     pub services: Vec<ServiceStatus>,
     /// Tasks of the live services.
     pub tasks: Vec<TaskStatus>,
+    /// Swarm's rolling update of the model's first service that has one, if any.
+    pub rollout: Option<RolloutStatus>,
+    /// Nodes that run (or ran) the model's tasks and are down now, by host name.
+    pub nodes_down: Vec<String>,
     /// What the model's stack has that is accepted but not deployed as written
     /// (`services.mlmodel.build: Ignoring unsupported option ...`).
     pub warnings: Vec<String>,
     /// When the swarm was last observed for this status (unix seconds).
     pub observed_at: f64,
+}
+
+/// A service's rolling update, as Swarm reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RolloutStatus {
+    /// The Docker service.
+    pub service: String,
+    /// Docker's word for the state: `updating`, `completed`, `paused`,
+    /// `rollback_started`, `rollback_paused`, `rollback_completed`.
+    pub state: String,
+    /// Swarm's message ("" if none).
+    pub message: String,
 }
 
 /// What the reconciler concluded about a model's declaration.
@@ -237,6 +254,14 @@ pub fn derive(
             })
             .collect(),
         tasks: task_statuses(services, tasks, nodes),
+        rollout: services.iter().find_map(|s| {
+            Some(RolloutStatus {
+                service: s.name().to_string(),
+                state: s.update_state.as_ref()?.as_str().to_string(),
+                message: s.update_message.clone().unwrap_or_default(),
+            })
+        }),
+        nodes_down: nodes_down(tasks, nodes),
         warnings: verdict.warnings.iter().map(ToString::to_string).collect(),
         observed_at,
     }
@@ -368,6 +393,17 @@ fn task_statuses(
     statuses
 }
 
+/// The host names of the nodes the tasks are on that are not ready, sorted.
+fn nodes_down(tasks: &[&ObservedTask], nodes: &HashMap<String, ObservedNode>) -> Vec<String> {
+    let down: std::collections::BTreeSet<&str> = tasks
+        .iter()
+        .filter_map(|t| nodes.get(t.node_id.as_deref()?))
+        .filter(|n| n.state != "ready")
+        .map(|n| n.hostname.as_str())
+        .collect();
+    down.into_iter().map(str::to_string).collect()
+}
+
 fn service_image(service: &ObservedService) -> String {
     let image = service
         .spec
@@ -430,10 +466,32 @@ fn capitalise(word: &str) -> String {
 }
 
 /// The latest status of every model, shared between the reconciler (one writer at a time
-/// per model) and the API (many readers). Readers get cheap snapshots.
-#[derive(Default)]
+/// per model) and the API (many readers). Readers get cheap snapshots, and watchers each
+/// change as it happens ([`StatusCache::subscribe`]).
 pub struct StatusCache {
     inner: RwLock<Snapshot>,
+    changes: broadcast::Sender<Change>,
+}
+
+impl Default for StatusCache {
+    fn default() -> Self {
+        Self {
+            inner: RwLock::default(),
+            changes: broadcast::channel(CHANGES_BUFFERED).0,
+        }
+    }
+}
+
+/// Changes a slow watcher may fall behind by before it is sent a whole snapshot again.
+const CHANGES_BUFFERED: usize = 4096;
+
+/// One change of the cache, as watchers get it.
+#[derive(Debug, Clone)]
+pub enum Change {
+    /// A model's new status.
+    Status(Arc<ModelStatus>),
+    /// A model left the cache (no record and nothing live).
+    Removed(String),
 }
 
 /// A consistent view of every model's status.
@@ -464,9 +522,12 @@ impl StatusCache {
             .models
             .get(&status.name)
             .is_some_and(|old| same_except_time(old, &status));
-        inner.models.insert(status.name.clone(), Arc::new(status));
+        let status = Arc::new(status);
+        inner.models.insert(status.name.clone(), status.clone());
         if !unchanged {
             inner.generation += 1;
+            // Sent under the lock, so that watchers get changes in the cache's order.
+            let _ = self.changes.send(Change::Status(status));
         }
         !unchanged
     }
@@ -476,7 +537,14 @@ impl StatusCache {
         let mut inner = self.inner.write().unwrap_or_else(|p| p.into_inner());
         if inner.models.remove(name).is_some() {
             inner.generation += 1;
+            let _ = self.changes.send(Change::Removed(name.to_string()));
         }
+    }
+
+    /// Every change from now on. Subscribe before taking the snapshot to start from, so
+    /// that no change falls between them (one may come twice).
+    pub fn subscribe(&self) -> broadcast::Receiver<Change> {
+        self.changes.subscribe()
     }
 
     /// One model's status.
@@ -514,6 +582,8 @@ fn same_except_time(a: &ModelStatus, b: &ModelStatus) -> bool {
         image_digest,
         services,
         tasks,
+        rollout,
+        nodes_down,
         warnings,
         observed_at: _,
     } = a;
@@ -532,6 +602,8 @@ fn same_except_time(a: &ModelStatus, b: &ModelStatus) -> bool {
         && *image_digest == b.image_digest
         && *services == b.services
         && *tasks == b.tasks
+        && *rollout == b.rollout
+        && *nodes_down == b.nodes_down
         && *warnings == b.warnings
 }
 

@@ -205,6 +205,8 @@ struct Handles {
     db: sled::Db,
     history: sled::Tree,
     models: sled::Tree,
+    /// Each model's events (see `crate::reconcile::events`): kept here, not mirrored.
+    events: sled::Tree,
 }
 
 impl Handles {
@@ -241,10 +243,12 @@ impl Handles {
         };
         let history = open_tree("history")?;
         let models = open_tree("models")?;
+        let events = open_tree("events")?;
         Ok(Handles {
             db,
             history,
             models,
+            events,
         })
     }
 }
@@ -678,6 +682,33 @@ impl Store {
             }
         }
         Ok(names)
+    }
+
+    /// A model's events as last put (opaque to the store), if any.
+    pub fn events(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let value = self
+            .handles()?
+            .events
+            .get(name.as_bytes())
+            .map_err(|source| StoreError::Read {
+                name: name.to_string(),
+                source,
+            })?;
+        Ok(value.map(|v| v.to_vec()))
+    }
+
+    /// Replaces a model's events. Not flushed and not mirrored: events are not history,
+    /// and [`Store::flush`] (or the next history write) makes them durable.
+    pub fn put_events(&self, name: &str, events: &[u8]) -> Result<(), StoreError> {
+        check_name(name)?;
+        self.handles()?
+            .events
+            .insert(name.as_bytes(), events)
+            .map(drop)
+            .map_err(|source| StoreError::Write {
+                name: name.to_string(),
+                source,
+            })
     }
 
     /// Whether the model was stopped through the API (and not deployed since).

@@ -1,7 +1,7 @@
 //! The HTTP client of the mlmodel API: one method per endpoint, typed answers, typed errors.
 
 use super::exit;
-use super::wire::{Record, Status};
+use super::wire::{Event, Record, Status};
 use crate::desired::record::ModelSpec;
 use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
@@ -180,6 +180,56 @@ impl ApiClient {
             .await
     }
 
+    /// `GET /{name}/events`: the model's events, oldest first.
+    pub async fn events(&self, name: &str) -> Result<Vec<Event>, ApiError> {
+        self.call(Method::GET, &[name, "events"], &[], None).await
+    }
+
+    /// `GET /events`: the watch stream (of one model, with `name`). Calls `frame` with
+    /// `("open", "")` once connected, then with each frame's type and data until it
+    /// returns false (`Ok(true)`) or the stream
+    /// ends (`Ok(false)`: the server went away or shut down).
+    pub async fn watch(
+        &self,
+        name: Option<&str>,
+        mut frame: impl FnMut(&str, &str) -> bool,
+    ) -> Result<bool, ApiError> {
+        let query: Vec<(&str, String)> =
+            name.map(|n| ("name", n.to_string())).into_iter().collect();
+        let url = self.url(&["events"], &query);
+        // No time limit: the stream is open until one side ends it.
+        let mut request = self
+            .http
+            .get(url)
+            .header(reqwest::header::ACCEPT, "text/event-stream")
+            .timeout(Duration::from_secs(100 * 365 * 24 * 3600));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(&token.0);
+        }
+        let mut response = request.send().await.map_err(|e| self.transport(e))?;
+        let status = response.status();
+        if !status.is_success() {
+            let text = response.text().await.map_err(|e| self.transport(e))?;
+            return Err(ApiError::Refused {
+                status: status.as_u16(),
+                detail: detail_from_body(status, &text),
+            });
+        }
+        // Before the stream's own frames: a new connection starts over with every status.
+        if !frame("open", "") {
+            return Ok(true);
+        }
+        let mut frames = SseFrames::default();
+        while let Some(chunk) = response.chunk().await.map_err(|e| self.transport(e))? {
+            for (kind, data) in frames.push(&chunk) {
+                if !frame(&kind, &data) {
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
+    }
+
     /// `GET /{name}/logs`: writes the lines to `out` as they come; with `follow` no
     /// time limit applies, and it returns when the server ends the stream.
     pub async fn logs(
@@ -335,8 +385,58 @@ pub fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
     current.to_string()
 }
 
+/// Server-Sent Events frames read from chunks as they come: `event:` and `data:` lines
+/// up to a blank line. Comments (keep-alives) and frames without data are skipped.
+#[derive(Default)]
+pub struct SseFrames {
+    buffer: String,
+}
+
+impl SseFrames {
+    /// Adds a chunk; returns the frames it completed, as (type, data).
+    pub fn push(&mut self, chunk: &[u8]) -> Vec<(String, String)> {
+        self.buffer.push_str(&String::from_utf8_lossy(chunk));
+        let mut frames = Vec::new();
+        while let Some(end) = self.buffer.find("\n\n") {
+            let frame: String = self.buffer.drain(..end + 2).collect();
+            let mut kind = "message".to_string();
+            let mut data: Vec<&str> = Vec::new();
+            for line in frame.lines() {
+                if let Some(value) = line.strip_prefix("event:") {
+                    kind = value.trim_start().to_string();
+                } else if let Some(value) = line.strip_prefix("data:") {
+                    data.push(value.strip_prefix(' ').unwrap_or(value));
+                }
+            }
+            if !data.is_empty() {
+                frames.push((kind, data.join("\n")));
+            }
+        }
+        frames
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn sse_frames_are_read_across_chunks_and_comments_skipped() {
+        let mut frames = super::SseFrames::default();
+        assert!(
+            frames
+                .push(b": keep-alive\n\nevent: status\ndata: {\"na")
+                .is_empty()
+        );
+        let read = frames.push(b"me\": \"m\"}\n\nevent: synced\ndata: {}\n\ndata: x\ndata: y\n\n");
+        assert_eq!(
+            read,
+            [
+                ("status".to_string(), r#"{"name": "m"}"#.to_string()),
+                ("synced".to_string(), "{}".to_string()),
+                ("message".to_string(), "x\ny".to_string()),
+            ]
+        );
+    }
+
     use super::*;
 
     fn client(base: &str) -> ApiClient {

@@ -60,7 +60,8 @@ pub enum ClientCommand {
     /// exist), READY (running/desired replicas), SYNCED (the swarm matches the
     /// declaration), PHASE, IMAGE and AGE of the current deployment. `-o wide` adds
     /// SOURCE and MESSAGE; `-o json|yaml` prints the status objects. `-w` keeps watching
-    /// and prints a row whenever a model changes, until Ctrl-C.
+    /// and prints a row whenever a model changes (from the server's watch stream,
+    /// reconnecting when it drops), until Ctrl-C.
     ///
     /// Example: mlmodel get -o wide
     Get {
@@ -148,6 +149,20 @@ pub enum ClientCommand {
         /// Start each line with its time.
         #[arg(long)]
         timestamps: bool,
+    },
+    /// List what happened to a model (or to every model) and why, oldest first.
+    ///
+    /// Columns: LAST SEEN, TYPE (Normal or Warning), REASON, MODEL (without NAME),
+    /// COUNT (repeats are collapsed), MESSAGE. `-w` keeps printing new events as they
+    /// happen, from the server's watch stream, until Ctrl-C.
+    ///
+    /// Example: mlmodel events carls_model -w
+    Events {
+        /// Only this model.
+        name: Option<String>,
+        /// Keep watching: print each new event until Ctrl-C.
+        #[arg(short, long)]
+        watch: bool,
     },
     /// Redeploy an earlier deployment of a model (the previous one by default).
     ///
@@ -266,6 +281,9 @@ async fn dispatch(client: &ApiClient, command: ClientCommand) -> u8 {
             query.extend(tail.map(|n| ("tail", n.to_string())));
             query.extend(since.map(|since| ("since", since)));
             commands::logs(client, &name, &query, follow).await
+        }
+        ClientCommand::Events { name, watch } => {
+            commands::events(client, name.as_deref(), watch).await
         }
         ClientCommand::Rollback { name, to } => {
             commands::rollback(client, &name, to.as_deref()).await

@@ -4,7 +4,7 @@
 //! zone) as an argument, so the output is a pure function of its inputs.
 
 use super::table::{NONE, Table, age, age_since, parse_rfc3339, when};
-use super::wire::{Record, Status};
+use super::wire::{Event, Record, Status};
 use jiff::tz::TimeZone;
 
 /// Columns of `mlmodel get`.
@@ -76,7 +76,13 @@ pub fn history_table(records: &[Record], now: f64, tz: &TimeZone) -> Table {
 ///
 /// `status` is `None` when the server has records but no status for the model (it was
 /// deleted with its history kept); `records` are newest first.
-pub fn describe(status: Option<&Status>, records: &[Record], now: f64, tz: &TimeZone) -> String {
+pub fn describe(
+    status: Option<&Status>,
+    records: &[Record],
+    events: &[Event],
+    now: f64,
+    tz: &TimeZone,
+) -> String {
     let mut out = String::new();
     let name = status
         .map(|s| s.name.clone())
@@ -142,7 +148,46 @@ pub fn describe(status: Option<&Status>, records: &[Record], now: f64, tz: &Time
         }
         out.push_str(&indent(&table.render()));
     }
+    out.push_str(&format!("\nEvents (last {DESCRIBE_EVENTS}):\n"));
+    let recent = &events[events.len().saturating_sub(DESCRIBE_EVENTS)..];
+    if recent.is_empty() {
+        out.push_str(&format!("  {NONE}\n"));
+    } else {
+        out.push_str(&indent(&events_table(recent, false, now).render()));
+    }
     out
+}
+
+/// Events `describe` shows.
+pub const DESCRIBE_EVENTS: usize = 10;
+
+/// Events as `kubectl get events` lists them: LAST SEEN, TYPE, REASON, (MODEL,) COUNT,
+/// MESSAGE, in the order given.
+pub fn events_table(events: &[Event], with_model: bool, now: f64) -> Table {
+    let mut header = vec!["LAST SEEN", "TYPE", "REASON"];
+    if with_model {
+        header.push("MODEL");
+    }
+    header.extend(["COUNT", "MESSAGE"]);
+    let mut table = Table::new(&header);
+    for event in events {
+        table.push(event_row(event, with_model, now));
+    }
+    table
+}
+
+/// One row of [`events_table`].
+pub fn event_row(event: &Event, with_model: bool, now: f64) -> Vec<String> {
+    let mut row = vec![
+        age(now - event.time),
+        or_none(&event.kind),
+        or_none(&event.reason),
+    ];
+    if with_model {
+        row.push(or_none(event.model.as_deref().unwrap_or_default()));
+    }
+    row.extend([event.count.to_string(), or_none(&event.message)]);
+    row
 }
 
 /// The key fields of a deployment record, as label/value pairs.
@@ -363,7 +408,19 @@ mod tests {
                 )
             })
             .collect();
-        let text = describe(Some(&status()), &records, NOW, &TimeZone::UTC);
+        let events = [Event {
+            time: NOW - 90.0,
+            kind: "Warning".into(),
+            reason: "TaskFailed".into(),
+            message: "task m.1 on n1 is failed: task: non-zero exit (1)".into(),
+            count: 3,
+            ..Event::default()
+        }];
+        let text = describe(Some(&status()), &records, &events, NOW, &TimeZone::UTC);
+        assert!(
+            text.ends_with("\nEvents (last 10):\n  LAST SEEN   TYPE      REASON       COUNT   MESSAGE\n  1m          Warning   TaskFailed   3       task m.1 on n1 is failed: task: non-zero exit (1)\n"),
+            "{text}"
+        );
         assert!(
             text.starts_with("Name:     carls_model\nPhase:    Available\nReady:    2/2\n"),
             "{text}"
@@ -402,7 +459,8 @@ mod tests {
             json!([{"name": "c.1", "node": "n", "desired_state": "Shutdown",
                     "current_state": "Shutdown 1 minute ago", "error": ""}]),
         );
-        let text = describe(None, &[newest], NOW, &TimeZone::UTC);
+        let text = describe(None, &[newest], &[], NOW, &TimeZone::UTC);
+        assert!(text.ends_with("\nEvents (last 10):\n  <none>\n"), "{text}");
         assert!(
             text.contains("Phase:  no status: the model is not declared"),
             "{text}"

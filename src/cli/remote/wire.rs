@@ -66,6 +66,32 @@ pub struct Status {
     pub other: Map<String, Json>,
 }
 
+/// One event of a model, as `GET /{name}/events` and the watch stream send it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// The model (in the watch stream; a model's own list leaves it out).
+    #[serde(default)]
+    pub model: Option<String>,
+    /// When it last happened, unix seconds.
+    #[serde(default, deserialize_with = "or_default")]
+    pub time: f64,
+    /// Normal or Warning.
+    #[serde(rename = "type", default, deserialize_with = "or_default")]
+    pub kind: String,
+    /// One CamelCase word.
+    #[serde(default, deserialize_with = "or_default")]
+    pub reason: String,
+    /// What happened.
+    #[serde(default, deserialize_with = "or_default")]
+    pub message: String,
+    /// How many times.
+    #[serde(default, deserialize_with = "or_default")]
+    pub count: u64,
+    /// Fields this client does not know, kept for `-o json`.
+    #[serde(flatten)]
+    pub other: Map<String, Json>,
+}
+
 /// One live service of a model.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Service {

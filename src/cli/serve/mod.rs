@@ -261,6 +261,12 @@ pub async fn serve(config: ServeConfig, shutdown: CancellationToken) -> Result<(
     )
     .with_shutdown(shutdown.clone());
     let api = spawn_api(listener, state, shutdown.clone());
+    let events_flusher = tokio::spawn(
+        controller
+            .events
+            .clone()
+            .flush_every(Duration::from_secs(2), shutdown.clone()),
+    );
     info!(listen = %config.listen, "API listening");
     let run_config = RunConfig {
         concurrency: config.concurrency,
@@ -299,6 +305,7 @@ pub async fn serve(config: ServeConfig, shutdown: CancellationToken) -> Result<(
         ))
     });
     controller.run(run_config, file_changes, shutdown).await;
+    let _ = events_flusher.await;
     lease_stop.cancel();
     if let Some(lease_loop) = lease_loop {
         let _ = lease_loop.await;

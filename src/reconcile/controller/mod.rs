@@ -27,6 +27,7 @@ mod run;
 use crate::desired::Pipeline;
 use crate::desired::render::{Instance, Templates};
 use crate::desired::stack::labels;
+use crate::reconcile::events::EventLog;
 use crate::reconcile::lease::LeaseGate;
 use crate::reconcile::network::{self, NetworkReport, SubnetChoice};
 use crate::reconcile::observe::ObservedCache;
@@ -208,6 +209,8 @@ pub struct Readers {
     pub observed: Arc<ObservedCache>,
     /// Docker, for reads the API makes itself (logs), counted like the reconciler's.
     pub swarm: Arc<dyn Swarm>,
+    /// Each model's events.
+    pub events: Arc<EventLog>,
 }
 
 impl Readers {
@@ -239,12 +242,15 @@ pub struct Controller {
     network_subnet: SubnetChoice,
     /// Whether this copy may write.
     pub lease: Arc<LeaseGate>,
+    /// Each model's events.
+    pub events: Arc<EventLog>,
 }
 
 impl Controller {
     /// A controller over `parts`; nothing runs until [`Controller::run`].
     pub fn new(parts: Parts) -> Arc<Self> {
         let calls = Arc::new(CountingSwarm::new(parts.swarm));
+        let events = EventLog::new(parts.store.clone());
         Arc::new(Self {
             cx: Context {
                 swarm: calls.clone(),
@@ -268,6 +274,7 @@ impl Controller {
             network: Arc::default(),
             network_subnet: parts.network_subnet,
             lease: parts.lease.unwrap_or_else(LeaseGate::open),
+            events,
         })
     }
 
@@ -293,6 +300,7 @@ impl Controller {
             lease: self.lease.clone(),
             observed: self.observed.clone(),
             swarm: self.cx.swarm.clone(),
+            events: self.events.clone(),
         }
     }
 

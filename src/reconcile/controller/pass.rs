@@ -17,10 +17,12 @@ use super::images::{self, ResolveImage};
 use crate::desired::naming;
 use crate::desired::record::{self, DeploymentRecord, HistoryEntry, Source};
 use crate::desired::{Desired, Identity};
+use crate::reconcile::events::{self, Note};
 use crate::reconcile::observe::Observed;
 use crate::reconcile::plan::{self, Action, Intent, Observation, Plan};
 use crate::reconcile::problem::Problem;
 use crate::reconcile::queue::Outcome;
+use crate::reconcile::rollback;
 use crate::reconcile::status::{self, Applied, Verdict};
 use crate::swarm::{ObservedService, UpdateState};
 use std::collections::BTreeSet;
@@ -66,7 +68,7 @@ impl Controller {
             return Outcome::Done;
         }
         let owned = observed.owned_by(&self.cx.instance.name, name);
-        let target = match self.target(name, &owned).await {
+        let target = match self.target(name, &owned, &observed).await {
             Ok(target) => target,
             Err(Stop::Forget) => {
                 self.status.remove(name);
@@ -102,7 +104,12 @@ impl Controller {
 
     /// Reads the model's declarations, decides, stores a new record if the decision makes
     /// one, and builds the stack to converge to.
-    async fn target(&self, name: &str, owned: &[&ObservedService]) -> Result<Target, Stop> {
+    async fn target(
+        &self,
+        name: &str,
+        owned: &[&ObservedService],
+        observed: &Observed,
+    ) -> Result<Target, Stop> {
         let store = &self.cx.store;
         let (latest, stopped) = match (store.latest(name), store.is_stopped(name)) {
             (Ok(latest), Ok(stopped)) => (latest, stopped),
@@ -121,6 +128,14 @@ impl Controller {
             .await
         {
             Resolved::Apply(entry) => {
+                if let Some(rolled) = rollback::rolled_back(&entry.record, owned, observed) {
+                    // Sending it again would only be rolled back again.
+                    let verdict = Verdict {
+                        problem: Some(Problem::RolledBack(Box::new(rolled))),
+                        ..Verdict::applying(&entry)
+                    };
+                    return Err(Stop::Report(verdict, Outcome::Done));
+                }
                 let entry = self.followed(name, &entry, owned).await.unwrap_or(entry);
                 match self.memo.desired_for(&self.cx, &entry) {
                     Ok(desired) => Ok(Target {
@@ -242,7 +257,14 @@ impl Controller {
         let entry = Arc::new(HistoryEntry { record, source });
         match self.cx.store.append(entry.clone()).await {
             Ok(()) => {
-                info!(model = %entry.record.spec.name, deployment = %entry.record.deployment_id, source = %entry.source, "recorded a new deployment");
+                let record = &entry.record;
+                info!(model = %record.spec.name, deployment = %record.deployment_id, source = %entry.source, "recorded a new deployment");
+                let id = record.deployment_id.as_str();
+                let note = match entry.source {
+                    Source::Adopted => Note::adopted(id),
+                    _ => Note::recorded(id, &record.spec.image, &entry.source.to_string()),
+                };
+                self.events.record(&record.spec.name, vec![note], Some(id));
                 Resolved::Apply(entry)
             }
             Err(e) => Resolved::Retry(Problem::StoreWrite(Arc::new(e))),
@@ -302,9 +324,14 @@ impl Controller {
             }
             if let Err(error) = self.execute(name, action).await {
                 warn!(model = name, target = action.target(), error = %error, "docker write failed");
+                let note = events::of_write_failure(action, &error);
+                self.events.record(name, vec![note], deployment(&verdict));
                 verdict.problem = Some(Problem::DockerWrite(error));
                 outcome = Outcome::Retry;
                 break;
+            }
+            if let Some(note) = events::of_action(action) {
+                self.events.record(name, vec![note], deployment(&verdict));
             }
             if matches!(
                 action,
@@ -348,9 +375,21 @@ impl Controller {
         let tasks = observed.tasks_of(&services);
         let network = self.network.report();
         let scene = status::Scene::of(observed, network.as_deref());
-        self.status
-            .set(status::derive(name, verdict, &services, &tasks, &scene));
+        let new = status::derive(name, verdict, &services, &tasks, &scene);
+        // A model's first status since the start is no change: nothing happened that
+        // this copy saw.
+        if let Some(old) = self.status.get(name) {
+            let notes = events::of_change(&old, &new);
+            self.events
+                .record(name, notes, new.deployment_id.as_deref());
+        }
+        self.status.set(new);
     }
+}
+
+/// The deployment a verdict converges to, for events.
+fn deployment(verdict: &Verdict) -> Option<&str> {
+    verdict.applied.as_ref().map(|a| a.deployment_id.as_str())
 }
 
 impl Verdict {

@@ -963,3 +963,75 @@ async fn a_model_that_follows_its_tag_is_redeployed_when_the_tag_moves_and_other
     assert_eq!(history("follower"), 2);
     assert_eq!(rig.fake.writes(), 0);
 }
+
+#[tokio::test]
+async fn a_deployment_swarm_rolled_back_is_failed_and_not_sent_again_until_a_new_one() {
+    let rig = Rig::new().await;
+    let service = "mlmodel_m_mlmodel";
+    write(rig.manifests.path(), "m.yml", &manifest("m", 1));
+    rig.rescan();
+    rig.converge().await;
+    let first = rig.status("m").deployment_id.clone().unwrap();
+    write(
+        rig.manifests.path(),
+        "m.yml",
+        &manifest("m", 1).replace("static-http:1", "static-http:2"),
+    );
+    rig.rescan();
+    rig.converge().await;
+    let second = rig.status("m").deployment_id.clone().unwrap();
+    assert_ne!(first, second);
+    rig.fake
+        .roll_back(
+            service,
+            "update rolled back due to failure or early termination of task t1",
+        )
+        .unwrap();
+    rig.fake.reset_calls();
+    rig.converge().await;
+    assert_eq!(
+        rig.fake.writes(),
+        0,
+        "not sent again: {:?}",
+        rig.fake.calls()
+    );
+    let status = rig.status("m");
+    assert_eq!(status.phase, Phase::Failed, "{status:?}");
+    assert_eq!(status.deployment_id.as_deref(), Some(second.as_str()));
+    assert!(
+        status.message.starts_with(&format!(
+            "deployment {second} was rolled back by Swarm on service {service}: its new tasks failed (Swarm: update rolled back due to failure or early termination of task t1); it runs deployment {first} again"
+        )),
+        "{status:?}"
+    );
+    assert_eq!(status.image.as_deref(), Some("mlmodel-test/static-http:1"));
+    let events = rig.controller.events.list("m").unwrap();
+    let reasons: Vec<&str> = events.iter().map(|e| e.reason.as_str()).collect();
+    for reason in [
+        "Recorded",
+        "Created",
+        "Available",
+        "Updated",
+        "RolledBack",
+        "Failed",
+    ] {
+        assert!(reasons.contains(&reason), "{reason} in {events:#?}");
+    }
+    let failed = events.iter().find(|e| e.reason == "Failed").unwrap();
+    assert_eq!(failed.message, status.message);
+    assert_eq!(failed.deployment_id.as_deref(), Some(second.as_str()));
+    // A fixed version is a new deployment: sent, and the model converges on it.
+    write(
+        rig.manifests.path(),
+        "m.yml",
+        &manifest("m", 1).replace("static-http:1", "static-http:latest"),
+    );
+    rig.rescan();
+    rig.converge().await;
+    let status = rig.status("m");
+    assert_eq!(status.phase, Phase::Available, "{status:?}");
+    assert_eq!(
+        status.image.as_deref(),
+        Some("mlmodel-test/static-http:latest")
+    );
+}

@@ -463,6 +463,7 @@ fn replicas_moved_off_a_node_that_went_down_and_nodes_that_lack_the_image_are_na
             slot: Some(2),
             node_id: "n2".into(),
             node_unavailable: Some("down (heartbeat failure)".into()),
+            error: String::new(),
             at: 1000.0,
         }],
     );

@@ -269,6 +269,29 @@ impl FakeSwarm {
         Ok(())
     }
 
+    /// Rolls a service's last update back as Swarm's `failure_action: rollback` does: the
+    /// previous spec returns and is forgotten, and the update state says so.
+    pub fn roll_back(&self, name: &str, message: &str) -> Result<(), SwarmError> {
+        let mut state = self.lock();
+        let index = state.index + 1;
+        let service = state.service_named_mut(name)?;
+        let previous = service.previous.take().ok_or_else(|| SwarmError::Api {
+            operation: format!("roll back service {name}"),
+            status: 400,
+            message: "service has no previous spec".to_string(),
+        })?;
+        service.task_spec = Arc::new(previous.task_template.clone().unwrap_or_default());
+        service.spec = previous;
+        service.update_status = Some((UpdateState::RollbackCompleted, message.to_string()));
+        service.version = index;
+        service.updated_at = state::now_rfc3339();
+        let event = state::service_event("update", &service.id, name);
+        state.index = index;
+        drop(state);
+        self.signal(Signal::Event(event));
+        Ok(())
+    }
+
     /// Holds the service's rollouts: until [`FakeSwarm::release_rollout`], its tasks keep
     /// the template they run now, as in the moments before Swarm starts an update.
     pub fn hold_rollout(&self, name: &str) -> Result<(), SwarmError> {

@@ -11,7 +11,6 @@ use crate::swarm::{
 use bollard::models::{NetworkAttachmentConfig, ServiceSpec, ServiceSpecMode, TaskSpec};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Everything the fake swarm holds.
 #[derive(Debug)]
@@ -47,6 +46,8 @@ pub(super) struct FakeService {
     pub(super) version: u64,
     /// Shared with what lists hand out, as Docker's answers are read lazily.
     pub(super) spec: Arc<ServiceSpec>,
+    /// The spec before the last update, as Swarm keeps it for a rollback.
+    pub(super) previous: Option<Arc<ServiceSpec>>,
     pub(super) updated_at: String,
     pub(super) update_status: Option<(UpdateState, String)>,
     /// How many of the desired tasks run, if not all.
@@ -254,6 +255,7 @@ impl State {
             task_spec: Arc::new(spec.task_template.clone().unwrap_or_default()),
             held: false,
             spec: Arc::new(spec),
+            previous: None,
             updated_at: now_rfc3339(),
             update_status: None,
             running: None,
@@ -299,7 +301,7 @@ impl State {
                 service.task_spec = Arc::new(spec.task_template.clone().unwrap_or_default());
             }
         }
-        service.spec = Arc::new(spec);
+        service.previous = Some(std::mem::replace(&mut service.spec, Arc::new(spec)));
         service.version = index;
         service.updated_at = now_rfc3339();
         let name = service.spec.name.clone().unwrap_or_default();
@@ -426,38 +428,7 @@ pub(super) fn service_event(action: &str, id: &str, name: &str) -> SwarmEvent {
     }
 }
 
-/// The current time in RFC 3339 (UTC, seconds), like Docker's timestamps.
+/// Now in RFC 3339, to the nanosecond as Docker writes its times.
 pub(super) fn now_rfc3339() -> String {
-    let seconds = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_secs())
-        .unwrap_or_default();
-    rfc3339(seconds)
-}
-
-/// Formats seconds since the Unix epoch as RFC 3339, using the civil-from-days
-/// algorithm (proleptic Gregorian calendar).
-pub(super) fn rfc3339(seconds: u64) -> String {
-    let days = (seconds / 86_400) as i64;
-    let second_of_day = seconds % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z.rem_euclid(146_097);
-    let year_of_era =
-        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-    let month = if month_index < 10 {
-        month_index + 3
-    } else {
-        month_index - 9
-    };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        second_of_day / 3_600,
-        second_of_day % 3_600 / 60,
-        second_of_day % 60
-    )
+    jiff::Timestamp::now().to_string()
 }

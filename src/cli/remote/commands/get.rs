@@ -1,5 +1,6 @@
 //! `mlmodel get`: the models as a table, JSON or YAML, once or watched.
 
+use super::events::{NoWatchStream, watch_stream};
 use super::report;
 use crate::cli::remote::api::{ApiClient, ApiError};
 use crate::cli::remote::exit;
@@ -8,10 +9,6 @@ use crate::cli::remote::views::{AGE_COLUMN, status_row, status_table, status_tab
 use crate::cli::remote::wire::Status;
 use crate::desired::record::now_unix_seconds;
 use std::collections::BTreeMap;
-use std::time::Duration;
-
-/// How often `get --watch` asks the server.
-const WATCH_PERIOD: Duration = Duration::from_secs(1);
 
 /// How `mlmodel get` prints the models.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -84,10 +81,12 @@ fn serialize<T: serde::Serialize>(value: &T, output: Output) -> String {
     text.unwrap_or_else(|e| format!("# cannot print: {e}\n"))
 }
 
-/// Prints the first listing, then polls and prints what changed until Ctrl-C.
+/// Prints the first listing, then follows the server's watch stream (`GET /events`)
+/// and prints each model whose row changed, until Ctrl-C.
 ///
-/// A failed poll is reported once on stderr and polling goes on, so a server restart
-/// does not end the watch.
+/// A dropped stream is reported once on stderr and opened again; the statuses it sends
+/// first are compared with what was printed, so a server restart does not end the watch
+/// and nothing that changed meanwhile is missed.
 async fn watch_models(
     client: &ApiClient,
     name: Option<&str>,
@@ -110,15 +109,69 @@ async fn watch_models(
     }
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
+    // The statuses a (re)connected stream sends before `synced`: a whole listing.
+    let mut listing: Option<Vec<Status>> = Some(Vec::new());
+    let mut frame = |kind: &str, data: &str| {
+        let changed = match kind {
+            "open" => {
+                listing = Some(Vec::new());
+                Vec::new()
+            }
+            "status" => match serde_json::from_str::<Status>(data) {
+                Ok(status) => match listing.as_mut() {
+                    Some(listing) => {
+                        listing.push(status);
+                        Vec::new()
+                    }
+                    None => changes.one(status).into_iter().collect(),
+                },
+                Err(_) => Vec::new(),
+            },
+            "synced" => {
+                let mut listed = listing.take().unwrap_or_default();
+                listed.sort_by(|a, b| a.name.cmp(&b.name));
+                changes.update(listed)
+            }
+            "removed" => serde_json::from_str::<serde_json::Value>(data)
+                .ok()
+                .and_then(|v| changes.removed(v["name"].as_str()?))
+                .into_iter()
+                .collect(),
+            _ => Vec::new(),
+        };
+        print_changes(&changed, output, &mut widths);
+        true
+    };
+    let watched = watch_stream(client, name, &mut ctrl_c, &mut frame).await;
+    match watched {
+        Ok(code) => code,
+        // An older server: ask it every second instead.
+        Err(NoWatchStream) => poll_models(client, name, output, changes, widths, ctrl_c).await,
+    }
+}
+
+/// How often `get --watch` asks a server without the watch stream.
+const POLL_PERIOD: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Polls and prints what changed until Ctrl-C. A failed poll is reported once on stderr
+/// and polling goes on, so a server restart does not end the watch.
+async fn poll_models<C: std::future::Future>(
+    client: &ApiClient,
+    name: Option<&str>,
+    output: Output,
+    mut changes: Changes,
+    mut widths: Vec<usize>,
+    mut ctrl_c: std::pin::Pin<&mut C>,
+) -> u8 {
     let mut last_error: Option<String> = None;
     loop {
         let polled = async {
-            tokio::time::sleep(WATCH_PERIOD).await;
+            tokio::time::sleep(POLL_PERIOD).await;
             fetch(client, name).await
         };
         // Ctrl-C ends the watch at once, even in the middle of a slow request.
         let result = tokio::select! {
-            _ = &mut ctrl_c => return exit::OK,
+            _ = ctrl_c.as_mut() => return exit::OK,
             result = polled => result,
         };
         let statuses = match result {
@@ -193,6 +246,20 @@ impl Changes {
         changed.sort_by(|a, b| a.name.cmp(&b.name));
         self.seen = listed;
         changed
+    }
+
+    /// One model's new status, if its row changed.
+    fn one(&mut self, status: Status) -> Option<Status> {
+        let print = self.fingerprint(&status);
+        let changed = self.seen.get(&status.name).map(|(p, _)| p) != Some(&print);
+        self.seen
+            .insert(status.name.clone(), (print, status.clone()));
+        changed.then_some(status)
+    }
+
+    /// A model the server no longer lists, shown once as Removed.
+    fn removed(&mut self, name: &str) -> Option<Status> {
+        self.seen.remove(name).map(|(_, last)| gone(&last))
     }
 
     fn fingerprint(&self, status: &Status) -> String {

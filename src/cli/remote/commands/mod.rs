@@ -4,10 +4,12 @@
 //! exit code documented in [`crate::cli::remote`], so the caller only has to exit with it.
 
 mod apply;
+mod events;
 mod get;
 mod model;
 
 pub use apply::{apply, diff};
+pub use events::events;
 pub use get::{Output, get};
 pub use model::{delete, describe, history, logs, rollback};
 

@@ -9,8 +9,13 @@ use jiff::tz::TimeZone;
 
 /// Prints the model's status, current record, services, tasks and recent history.
 pub async fn describe(client: &ApiClient, name: &str) -> u8 {
-    let (status, history) =
-        tokio::join!(client.status(name), client.history(name, DESCRIBE_HISTORY));
+    let (status, history, events) = tokio::join!(
+        client.status(name),
+        client.history(name, DESCRIBE_HISTORY),
+        client.events(name)
+    );
+    // A server older than events answers 404: describe without them.
+    let events = events.unwrap_or_default();
     // A model deleted with its history kept has records but no status; one adopted from
     // the swarm may have a status before any record. Either half is worth showing.
     let (status, records) = match (status, history) {
@@ -25,6 +30,7 @@ pub async fn describe(client: &ApiClient, name: &str) -> u8 {
         views::describe(
             status.as_ref(),
             &records,
+            &events,
             now_unix_seconds(),
             &TimeZone::system()
         )

@@ -1,0 +1,195 @@
+use super::*;
+use crate::reconcile::status::{RolloutStatus, TaskStatus};
+
+fn status(phase: Phase, running: u64, desired: u64) -> ModelStatus {
+    ModelStatus {
+        name: "m".into(),
+        valid: true,
+        active: true,
+        phase,
+        message: String::new(),
+        replicas_running: running,
+        replicas_desired: desired,
+        synced: true,
+        source: Some("api".into()),
+        deployment_id: Some("d1".into()),
+        deployment_time: Some(1.0),
+        image: Some("img:1".into()),
+        image_digest: None,
+        services: Vec::new(),
+        tasks: Vec::new(),
+        rollout: None,
+        nodes_down: Vec::new(),
+        warnings: Vec::new(),
+        observed_at: 1.0,
+    }
+}
+
+fn task(name: &str, error: &str) -> TaskStatus {
+    TaskStatus {
+        name: name.into(),
+        image: "img:1".into(),
+        node: "node-1".into(),
+        desired_state: "Ready".into(),
+        state: "Failed".into(),
+        since: None,
+        error: error.into(),
+    }
+}
+
+fn reasons(notes: &[Note]) -> Vec<(EventType, &str)> {
+    notes.iter().map(|n| (n.kind, n.reason)).collect()
+}
+
+#[test]
+fn repeats_collapse_into_one_event_with_a_count_and_the_last_time() {
+    let mut events = Vec::new();
+    let failed = || Note::warning("TaskFailed", "task m.1 is failed: exit 1");
+    merge(&mut events, failed(), Some("d1"), 10.0);
+    merge(
+        &mut events,
+        Note::normal("Created", "created service s"),
+        None,
+        11.0,
+    );
+    let again = merge(&mut events, failed(), Some("d2"), 12.0);
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[1], again, "the repeat moves to the end");
+    assert_eq!((again.count, again.first_time, again.time), (2, 10.0, 12.0));
+    assert_eq!(again.deployment_id.as_deref(), Some("d2"));
+    // Another message is another event.
+    merge(
+        &mut events,
+        Note::warning("TaskFailed", "task m.2 is failed: exit 1"),
+        None,
+        13.0,
+    );
+    assert_eq!(events.len(), 3);
+}
+
+#[test]
+fn a_model_keeps_its_newest_events_only() {
+    let mut events = Vec::new();
+    for i in 0..MAX_PER_MODEL + 7 {
+        merge(
+            &mut events,
+            Note::normal("Updated", format!("update {i}")),
+            None,
+            i as f64,
+        );
+    }
+    assert_eq!(events.len(), MAX_PER_MODEL);
+    assert_eq!(events[0].message, "update 7");
+    assert_eq!(
+        events.last().unwrap().message,
+        format!("update {}", MAX_PER_MODEL + 6)
+    );
+}
+
+#[test]
+fn a_phase_change_is_an_event_warning_when_failed_or_degraded() {
+    let old = status(Phase::Progressing, 1, 2);
+    let notes = of_change(&old, &status(Phase::Available, 2, 2));
+    assert_eq!(reasons(&notes), [(EventType::Normal, "Available")]);
+    assert_eq!(notes[0].message, "2/2 replicas run deployment d1");
+    let mut failed = status(Phase::Failed, 2, 2);
+    failed.message = "deployment d1 was rolled back by Swarm".into();
+    let notes = of_change(&old, &failed);
+    assert_eq!(reasons(&notes), [(EventType::Warning, "Failed")]);
+    assert_eq!(notes[0].message, failed.message);
+    assert!(of_change(&old, &old).is_empty(), "no change, no event");
+}
+
+#[test]
+fn swarms_rollout_states_are_events() {
+    let old = status(Phase::Available, 2, 2);
+    let mut new = status(Phase::Available, 2, 2);
+    for (state, reason, kind) in [
+        ("updating", "RolloutStarted", EventType::Normal),
+        ("paused", "RolloutPaused", EventType::Warning),
+        ("rollback_started", "RollbackStarted", EventType::Warning),
+        ("rollback_completed", "RolledBack", EventType::Warning),
+    ] {
+        new.rollout = Some(RolloutStatus {
+            service: "mlmodel_m_mlmodel".into(),
+            state: state.into(),
+            message: "update rolled back due to failure".into(),
+        });
+        let notes = of_change(&old, &new);
+        assert_eq!(reasons(&notes), [(kind, reason)], "{state}");
+        assert!(notes[0].message.contains("mlmodel_m_mlmodel"), "{notes:?}");
+        assert!(
+            notes[0]
+                .message
+                .ends_with(": update rolled back due to failure")
+        );
+        assert!(
+            of_change(&new, &new).is_empty(),
+            "a state seen again is no event"
+        );
+    }
+}
+
+#[test]
+fn a_task_error_not_seen_before_is_a_warning() {
+    let mut old = status(Phase::Progressing, 1, 2);
+    old.tasks = vec![task("s.1", "task: non-zero exit (1)")];
+    let mut new = old.clone();
+    new.tasks.push(task("s.2", "task: non-zero exit (2)"));
+    let notes = of_change(&old, &new);
+    assert_eq!(reasons(&notes), [(EventType::Warning, "TaskFailed")]);
+    assert_eq!(
+        notes[0].message,
+        "task s.2 on node-1 is failed: task: non-zero exit (2)"
+    );
+}
+
+#[test]
+fn lost_replicas_and_nodes_going_down_are_warnings() {
+    let old = status(Phase::Available, 3, 3);
+    let mut new = status(Phase::Degraded, 2, 3);
+    new.nodes_down = vec!["node-2".into()];
+    new.message = "node node-2 is down".into();
+    let notes = of_change(&old, &new);
+    assert_eq!(
+        reasons(&notes),
+        [
+            (EventType::Warning, "NodeDown"),
+            (EventType::Warning, "ReplicasLost"),
+            (EventType::Warning, "Degraded"),
+        ]
+    );
+    assert_eq!(notes[1].message, "2/3 replicas run (were 3/3)");
+    // Scaling down is not losing replicas.
+    let scaled = status(Phase::Available, 2, 2);
+    assert!(of_change(&old, &scaled).is_empty());
+}
+
+#[tokio::test]
+async fn the_log_keeps_events_in_the_store_across_a_reopen_and_feeds_watchers() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path()).unwrap();
+        let log = EventLog::new(store.clone());
+        let mut feed = log.subscribe();
+        log.record("m", vec![Note::recorded("d1", "img:1", "api")], Some("d1"));
+        log.record("m", vec![Note::stopped(false)], Some("d1"));
+        let fed = feed.recv().await.unwrap();
+        assert_eq!(
+            (fed.model.as_str(), fed.event.reason.as_str()),
+            ("m", "Recorded")
+        );
+        log.flush().await;
+        // Events are not models: the store lists no model for them.
+        assert!(store.names().unwrap().is_empty());
+    }
+    let log = EventLog::new(Store::open(dir.path()).unwrap());
+    let events = log.list("m").unwrap();
+    let reasons: Vec<&str> = events.iter().map(|e| e.reason.as_str()).collect();
+    assert_eq!(reasons, ["Recorded", "Stopped"]);
+    assert_eq!(
+        events[0].message,
+        "recorded deployment d1 of img:1 (from api)"
+    );
+    assert!(log.list("other").unwrap().is_empty());
+}

@@ -1,0 +1,164 @@
+//! Events, honest rollbacks and the watch stream on the real swarm.
+//!
+//! A model's second deployment cannot start (its server refuses its PORT), so Swarm's
+//! `failure_action: rollback` puts the first one back. mlmodel must then say so (Failed,
+//! naming the deployment that was rolled back) instead of Available on the old spec, and
+//! must not send the failed deployment again; its events and `mlmodel get -w` (on the
+//! watch stream) show what happened; `mlmodel rollback` goes on from there.
+
+mod common;
+
+use common::server::{Server, inspect_service};
+use common::{running_task_ids, swarm, unique_name};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+fn body(env: &str) -> String {
+    format!(
+        r#"{{"domain": "events.example.com", "build_id": "b1", "run_id": "r1", "image": "mlmodel-test/static-http:1", "scale": 1, "cpu_reservation": "0.01", "mem_limit": "64M", "mem_reservation": "8M", "deploy_delay": "1s", "deploy_monitor_period": "5s", "extra_template_attributes": {{"env": {env}}}}}"#
+    )
+}
+
+fn reasons(server: &Server, model: &str) -> Vec<String> {
+    let (code, events) = server.get(&format!("/{model}/events"));
+    assert_eq!(code, 200, "{events}");
+    events
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["reason"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deployment_swarm_rolls_back_is_failed_with_why_and_not_sent_again() {
+    if swarm().await.is_none() {
+        return;
+    }
+    let server = Server::start_with(&unique_name("rollback"), &["--resync", "3s"]);
+    let timeout = Duration::from_secs(150);
+    // `mlmodel get -w -o json`, from the watch stream, for the whole test.
+    let mut watch = Command::new(env!("CARGO_BIN_EXE_mlmodel"))
+        .args(["get", "-w", "-o", "json", "--server", &server.url])
+        .env_remove("MLMODEL_TOKEN")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let watched = Arc::new(Mutex::new(String::new()));
+    let reader = {
+        let (stdout, watched) = (watch.stdout.take().unwrap(), watched.clone());
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let mut text = watched.lock().unwrap();
+                text.push_str(&line);
+                text.push('\n');
+            }
+        })
+    };
+
+    let (code, first) = server.request("POST", "/rb", Some(&body(r#"{"PORT": "80"}"#)));
+    assert_eq!(code, 200, "{first}");
+    let first = first["deployment_id"].as_str().unwrap().to_string();
+    server.wait_for("rb Available", timeout, || {
+        server.phase("rb").as_deref() == Some("Available")
+    });
+    let service = server.service_name("rb");
+    let serving = running_task_ids(&service);
+
+    let (code, second) = server.request("POST", "/rb", Some(&body(r#"{"PORT": "not-a-port"}"#)));
+    assert_eq!(code, 200, "{second}");
+    let second = second["deployment_id"].as_str().unwrap().to_string();
+    let mut status = serde_json::Value::Null;
+    server.wait_for("rb Failed as rolled back", timeout, || {
+        status = server.status("rb").unwrap_or_default();
+        status["phase"] == "Failed"
+            && status["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("was rolled back by Swarm")
+    });
+    let message = status["message"].as_str().unwrap();
+    assert!(
+        message.starts_with(&format!(
+            "deployment {second} was rolled back by Swarm on service {service}: its new tasks failed ("
+        )),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!("it runs deployment {first} again")),
+        "{message}"
+    );
+    assert!(message.contains("mlmodel rollback rb"), "{message}");
+    assert_eq!(status["rollout"]["state"], "rollback_completed", "{status}");
+    assert_eq!(
+        running_task_ids(&service),
+        serving,
+        "the old replica served throughout"
+    );
+
+    // Not sent again: resyncs every 3 s leave the rolled-back service as it is.
+    let version = |svc: &serde_json::Value| svc["Version"]["Index"].as_u64().unwrap();
+    let before = inspect_service(&service).unwrap();
+    std::thread::sleep(Duration::from_secs(8));
+    let after = inspect_service(&service).unwrap();
+    assert_eq!(version(&after), version(&before), "{after}");
+    assert_eq!(after["UpdateStatus"]["State"], "rollback_completed");
+    assert_eq!(server.phase("rb").as_deref(), Some("Failed"));
+
+    let seen = reasons(&server, "rb");
+    for reason in [
+        "Recorded",
+        "Created",
+        "Available",
+        "Updated",
+        "RolledBack",
+        "Failed",
+    ] {
+        assert!(seen.iter().any(|r| r == reason), "{reason} in {seen:?}");
+    }
+    let output = Command::new(env!("CARGO_BIN_EXE_mlmodel"))
+        .args(["events", "rb", "--server", &server.url])
+        .env_remove("MLMODEL_TOKEN")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(printed.starts_with("LAST SEEN"), "{printed}");
+    assert!(
+        printed
+            .lines()
+            .any(|l| l.contains("Warning") && l.contains("RolledBack")),
+        "{printed}"
+    );
+
+    // `mlmodel rollback` to the first deployment is a new one: it converges.
+    let (code, third) = server.request("POST", &format!("/rb/rollback?to={first}"), None);
+    assert_eq!(code, 200, "{third}");
+    server.wait_for("rb Available again", timeout, || {
+        let status = server.status("rb").unwrap_or_default();
+        status["phase"] == "Available" && status["deployment_id"] == third["deployment_id"]
+    });
+    assert!(
+        reasons(&server, "rb")
+            .iter()
+            .any(|r| r == "RollbackRequested")
+    );
+
+    // The watch printed each phase as it came, the rollback included.
+    let text = watched.lock().unwrap().clone();
+    for phase in [
+        "\"phase\": \"Available\"",
+        "\"phase\": \"Failed\"",
+        "was rolled back by Swarm",
+    ] {
+        assert!(text.contains(phase), "{phase} in the watch output:\n{text}");
+    }
+    watch.kill().unwrap();
+    watch.wait().unwrap();
+    reader.join().unwrap();
+    let (code, deleted) = server.request("DELETE", "/rb", None);
+    assert_eq!(code, 200, "{deleted}");
+}
