@@ -162,3 +162,134 @@ async fn a_deployment_swarm_rolls_back_is_failed_with_why_and_not_sent_again() {
     let (code, deleted) = server.request("DELETE", "/rb", None);
     assert_eq!(code, 200, "{deleted}");
 }
+
+/// A webhook receiver on a free local port: answers each POST with `status` (or, with
+/// `None`, never answers), keeping the bodies.
+struct Receiver {
+    url: String,
+    bodies: Arc<Mutex<Vec<serde_json::Value>>>,
+}
+
+fn receiver(status: Option<u16>) -> Receiver {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!(
+        "http://{}/hooks/secret-path",
+        listener.local_addr().unwrap()
+    );
+    let bodies = Arc::new(Mutex::new(Vec::new()));
+    let kept = bodies.clone();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let Some(status) = status else {
+                held.push(stream);
+                continue;
+            };
+            let mut request = Vec::new();
+            let mut byte = [0u8; 1];
+            while !request.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
+                request.push(byte[0]);
+            }
+            let head = String::from_utf8_lossy(&request).to_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            let mut body = vec![0u8; length];
+            if stream.read_exact(&mut body).is_ok()
+                && let Ok(value) = serde_json::from_slice(&body)
+            {
+                kept.lock().unwrap().push(value);
+            }
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+        }
+    });
+    Receiver { url, bodies }
+}
+
+/// `mlmodel_notifications_<what>_total` of the URL at `index`, from /metrics.
+fn notifications(server: &Server, what: &str, index: usize) -> u64 {
+    let (_, metrics) = server.get("/metrics");
+    let prefix = format!("mlmodel_notifications_{what}_total{{target=\"{index}\",");
+    metrics
+        .as_str()
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(&prefix))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("{prefix} in /metrics"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn phase_changes_are_posted_to_every_url_and_a_bad_url_holds_up_nothing() {
+    if swarm().await.is_none() {
+        return;
+    }
+    let (good, failing, silent) = (receiver(Some(200)), receiver(Some(500)), receiver(None));
+    let server = Server::start_with(
+        &unique_name("notify"),
+        &[
+            "--notify-url",
+            &failing.url,
+            "--notify-url",
+            &silent.url,
+            "--notify-url",
+            &good.url,
+        ],
+    );
+    let timeout = Duration::from_secs(90);
+    let (code, record) = server.request("POST", "/nm", Some(&body(r#"{"PORT": "80"}"#)));
+    assert_eq!(code, 200, "{record}");
+    server.wait_for("nm Available", timeout, || {
+        server.phase("nm").as_deref() == Some("Available")
+    });
+    let mut available = serde_json::Value::Null;
+    server.wait_for("the Available notification", timeout, || {
+        let bodies = good.bodies.lock().unwrap();
+        if let Some(found) = bodies.iter().find(|b| b["phase"] == "Available") {
+            available = found.clone();
+        }
+        !available.is_null()
+    });
+    assert_eq!(available["model"], "nm");
+    assert_eq!(available["deployment_id"], record["deployment_id"]);
+    assert_eq!(available["image"], "mlmodel-test/static-http:1");
+    assert_eq!(available["rolled_back"], false);
+    assert!(
+        available["time"]
+            .as_str()
+            .unwrap()
+            .parse::<jiff::Timestamp>()
+            .is_ok()
+    );
+    let previous = available["previous_phase"].as_str().unwrap().to_string();
+    assert_ne!(previous, "Available");
+    assert_eq!(
+        available["text"],
+        format!("mlmodel: nm is Available (was {previous})")
+    );
+    // The URL answering 500 is tried again and given up on; the silent one times out.
+    server.wait_for("the 500 URL given up on", timeout, || {
+        notifications(&server, "failed", 0) >= 1
+    });
+    server.wait_for("the silent URL given up on", timeout, || {
+        notifications(&server, "failed", 1) >= 1
+    });
+    assert!(failing.bodies.lock().unwrap().len() >= 2, "retried");
+    assert!(notifications(&server, "sent", 2) >= 1);
+    assert_eq!(notifications(&server, "sent", 0), 0);
+    assert_eq!(notifications(&server, "dropped", 2), 0);
+    let (_, metrics) = server.get("/metrics");
+    assert!(
+        !metrics.as_str().unwrap().contains("secret-path"),
+        "a webhook URL's path stays out of /metrics"
+    );
+    let (code, _) = server.request("DELETE", "/nm", None);
+    assert_eq!(code, 200);
+}

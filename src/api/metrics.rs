@@ -140,6 +140,7 @@ fn write_reconciler(out: &mut String, readers: &crate::reconcile::controller::Re
             "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
         );
     }
+    write_notifications(out, readers.notifier.as_deref());
     let _ = writeln!(
         out,
         "# HELP mlmodel_docker_api_calls_total Docker API calls by kind\n# TYPE mlmodel_docker_api_calls_total counter"
@@ -221,4 +222,38 @@ fn escape(label: &str) -> String {
         .replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
+}
+
+/// Per `--notify-url` (by position, and its scheme and host only: webhook URLs carry
+/// their secret in the path): notifications sent, failed and dropped.
+fn write_notifications(out: &mut String, notifier: Option<&crate::reconcile::notify::Notifier>) {
+    let Some(notifier) = notifier else {
+        return;
+    };
+    type Count = fn(&crate::reconcile::notify::Target) -> u64;
+    let counters: [(&str, &str, Count); 3] = [
+        ("sent", "notifications delivered (answered 2xx)", |t| {
+            t.sent.load(Ordering::Relaxed)
+        }),
+        ("failed", "notifications given up after every try", |t| {
+            t.failed.load(Ordering::Relaxed)
+        }),
+        (
+            "dropped",
+            "notifications not queued: the URL's queue was full",
+            |t| t.dropped.load(Ordering::Relaxed),
+        ),
+    ];
+    for (what, help, count) in counters {
+        let name = format!("mlmodel_notifications_{what}_total");
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for (index, target) in notifier.targets.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "{name}{{target=\"{index}\",host=\"{}\"}} {}",
+                target.shown(),
+                count(target)
+            );
+        }
+    }
 }

@@ -15,6 +15,7 @@
 //! - [`lease`]: at most one active copy of an instance, by a lease held in Swarm.
 //! - [`network`]: the shared network's subnet (picked free, a /16) and its addresses, used
 //!   and needed, as a report the status and `/healthz` read.
+//! - [`notify`]: phase changes and rollbacks POSTed to `--notify-url`s, never in the way.
 //! - [`plan`]: the pure diff of desired and observed, as actions.
 //! - [`problem`]: why a model is not converged, typed until the status words it.
 //! - [`queue`]: per-model work queue with coalescing and backoff.
@@ -27,6 +28,7 @@ pub mod events;
 pub mod journal;
 pub mod lease;
 pub mod network;
+pub mod notify;
 pub mod observe;
 pub mod plan;
 pub mod problem;

@@ -97,6 +97,11 @@ pub struct ServeArgs {
     /// another manager has the full history. On with --lease.
     #[arg(long, env = "MLMODEL_SWARM_HISTORY")]
     swarm_history: bool,
+    /// POST a JSON notification here on each model's phase change and on a rollback by
+    /// Swarm (with a Slack-style `text`, so a Slack or Mattermost incoming webhook takes
+    /// it as it is). Repeatable; the variable takes several URLs separated by commas.
+    #[arg(long = "notify-url", env = "MLMODEL_NOTIFY_URL", value_delimiter = ',', value_parser = parse_notify_url, value_name = "URL", hide_env_values = true)]
+    notify_urls: Vec<reqwest::Url>,
     #[command(flatten)]
     instance: InstanceArgs,
 }
@@ -159,6 +164,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         network_subnet: args.network_subnet,
         lease: args.lease.then_some(args.lease_duration),
         swarm_history: args.swarm_history || args.lease,
+        notify_urls: args.notify_urls,
     };
     super::limit_malloc_arenas();
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
@@ -173,4 +179,17 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         super::serve(config, shutdown).await
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// An http or https URL to POST notifications to.
+fn parse_notify_url(text: &str) -> Result<reqwest::Url, String> {
+    let url = reqwest::Url::parse(text.trim())
+        .map_err(|e| format!("{text:?} is not a URL ({e}): expected http(s)://HOST[:PORT]/PATH"))?;
+    match url.scheme() {
+        "http" | "https" if url.host().is_some() => Ok(url),
+        "http" | "https" => Err(format!("{text:?} has no host")),
+        other => Err(format!(
+            "{text:?} is a {other}: URL: notifications are POSTed over http or https"
+        )),
+    }
 }

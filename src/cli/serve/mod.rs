@@ -12,6 +12,7 @@ use crate::reconcile::controller::{Controller, ImagePolicy, Parts, RunConfig};
 use crate::reconcile::journal::Journal;
 use crate::reconcile::lease::{self, LeaseConfig, LeaseGate};
 use crate::reconcile::network::SubnetChoice;
+use crate::reconcile::notify::Notifier;
 use crate::sources::files::{ManifestWatcher, WatchConfig, WatcherHealth};
 use crate::sources::store::Store;
 use crate::swarm::docker::DockerSwarm;
@@ -53,6 +54,8 @@ pub struct ServeConfig {
     pub lease: Option<Duration>,
     /// Keep the store's records also in Swarm (see [`crate::reconcile::journal`]).
     pub swarm_history: bool,
+    /// Where phase changes are POSTed (see [`crate::reconcile::notify`]).
+    pub notify_urls: Vec<reqwest::Url>,
 }
 
 /// Opens the store, moving a damaged one aside with `--recover-store`; a damaged store
@@ -102,6 +105,9 @@ pub enum ServeError {
     /// The templates could not be loaded.
     #[error(transparent)]
     Templates(#[from] crate::desired::render::RenderError),
+    /// The notifications' HTTP client could not be made.
+    #[error("cannot set up notifications: {0}")]
+    Notify(String),
     /// The manifests directory could not be watched.
     #[error("cannot watch the manifests directory: {0}")]
     Watch(String),
@@ -235,6 +241,13 @@ pub async fn serve(config: ServeConfig, shutdown: CancellationToken) -> Result<(
         lease: lease.as_ref().map(|(_, gate)| gate.clone()),
     });
     controller.set_manifests_dir(config.manifests.clone());
+    if !config.notify_urls.is_empty() {
+        let notifier =
+            Notifier::start(&config.notify_urls).map_err(|e| ServeError::Notify(e.to_string()))?;
+        let shown: Vec<String> = notifier.targets.iter().map(|t| t.shown()).collect();
+        info!(targets = %shown.join(", "), "notifying phase changes");
+        controller.set_notifier(notifier);
+    }
     if !config.manifests.is_dir() {
         warn!(
             manifests = %config.manifests.display(),

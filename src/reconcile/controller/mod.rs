@@ -30,6 +30,7 @@ use crate::desired::stack::labels;
 use crate::reconcile::events::EventLog;
 use crate::reconcile::lease::LeaseGate;
 use crate::reconcile::network::{self, NetworkReport, SubnetChoice};
+use crate::reconcile::notify::Notifier;
 use crate::reconcile::observe::ObservedCache;
 use crate::reconcile::queue::{Outcome, WorkQueue};
 use crate::reconcile::status::StatusCache;
@@ -211,6 +212,8 @@ pub struct Readers {
     pub swarm: Arc<dyn Swarm>,
     /// Each model's events.
     pub events: Arc<EventLog>,
+    /// Where phase changes are POSTed, if anywhere.
+    pub notifier: Option<Arc<Notifier>>,
 }
 
 impl Readers {
@@ -244,6 +247,8 @@ pub struct Controller {
     pub lease: Arc<LeaseGate>,
     /// Each model's events.
     pub events: Arc<EventLog>,
+    /// Where phase changes are POSTed, once set.
+    notifier: std::sync::OnceLock<Arc<Notifier>>,
 }
 
 impl Controller {
@@ -275,6 +280,7 @@ impl Controller {
             network_subnet: parts.network_subnet,
             lease: parts.lease.unwrap_or_else(LeaseGate::open),
             events,
+            notifier: std::sync::OnceLock::new(),
         })
     }
 
@@ -301,7 +307,19 @@ impl Controller {
             observed: self.observed.clone(),
             swarm: self.cx.swarm.clone(),
             events: self.events.clone(),
+            notifier: self.notifier.get().cloned(),
         }
+    }
+
+    /// POSTs each model's phase changes through `notifier` from now on (while this copy
+    /// is the active one). Set once, before [`Controller::readers`]; later calls are
+    /// ignored.
+    pub fn set_notifier(&self, notifier: Arc<Notifier>) {
+        let _ = self.notifier.set(notifier);
+    }
+
+    fn notifier(&self) -> Option<&Arc<Notifier>> {
+        self.notifier.get()
     }
 
     /// Docker, as this controller reaches it (its calls counted).

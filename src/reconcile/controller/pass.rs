@@ -18,6 +18,7 @@ use crate::desired::naming;
 use crate::desired::record::{self, DeploymentRecord, HistoryEntry, Source};
 use crate::desired::{Desired, Identity};
 use crate::reconcile::events::{self, Note};
+use crate::reconcile::notify;
 use crate::reconcile::observe::Observed;
 use crate::reconcile::plan::{self, Action, Intent, Observation, Plan};
 use crate::reconcile::problem::Problem;
@@ -382,6 +383,13 @@ impl Controller {
             let notes = events::of_change(&old, &new);
             self.events
                 .record(name, notes, new.deployment_id.as_deref());
+            // Only the active copy notifies: standbys see the same changes.
+            if let Some(notifier) = self.notifier().filter(|_| self.lease.may_write())
+                && let Some(notification) =
+                    notify::of_change(&old, &new, jiff::Timestamp::now().to_string())
+            {
+                notifier.notify(notification);
+            }
         }
         self.status.set(new);
     }
