@@ -244,6 +244,26 @@ async fn phase_changes_are_posted_to_every_url_and_a_bad_url_holds_up_nothing() 
         ],
     );
     let timeout = Duration::from_secs(90);
+    // `mlmodel events -w` prints the new model's events as they come.
+    let mut watch = Command::new(env!("CARGO_BIN_EXE_mlmodel"))
+        .args(["events", "-w", "--server", &server.url])
+        .env_remove("MLMODEL_TOKEN")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (lines, reader) = {
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        let stdout = watch.stdout.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        (rx, reader)
+    };
     let (code, record) = server.request("POST", "/nm", Some(&body(r#"{"PORT": "80"}"#)));
     assert_eq!(code, 200, "{record}");
     server.wait_for("nm Available", timeout, || {
@@ -289,6 +309,54 @@ async fn phase_changes_are_posted_to_every_url_and_a_bad_url_holds_up_nothing() 
     assert!(
         !metrics.as_str().unwrap().contains("secret-path"),
         "a webhook URL's path stays out of /metrics"
+    );
+    // The watch printed the model's events as rows naming it.
+    let mut printed = Vec::new();
+    while let Ok(line) = lines.recv_timeout(Duration::from_secs(5)) {
+        let done = line.contains(" Available ");
+        printed.push(line);
+        if done {
+            break;
+        }
+    }
+    watch.kill().unwrap();
+    watch.wait().unwrap();
+    reader.join().unwrap();
+    assert!(printed[0].starts_with("LAST SEEN"), "{printed:#?}");
+    for reason in ["Recorded", "Created", "Available"] {
+        assert!(
+            printed
+                .iter()
+                .any(|l| l.contains(&format!(" {reason} ")) && l.contains(" nm ")),
+            "{reason} in {printed:#?}"
+        );
+    }
+    // Without a name, every model's events, with the model named.
+    let output = Command::new(env!("CARGO_BIN_EXE_mlmodel"))
+        .args(["events", "--server", &server.url])
+        .env_remove("MLMODEL_TOKEN")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let listed = String::from_utf8_lossy(&output.stdout);
+    let header: Vec<&str> = listed
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        [
+            "LAST", "SEEN", "TYPE", "REASON", "MODEL", "COUNT", "MESSAGE"
+        ],
+        "{listed}"
+    );
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.contains(" Created ") && l.contains(" nm ")),
+        "{listed}"
     );
     let (code, _) = server.request("DELETE", "/nm", None);
     assert_eq!(code, 200);

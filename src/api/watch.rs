@@ -3,7 +3,8 @@
 //! A watcher first gets every model's status (`event: status`, one per model) and a
 //! `synced` marker, then each change as the reconciler makes it: a model's new status
 //! (`status`), a model gone from the listing (`removed`), and the models' events as they
-//! are recorded (`event`). `?name=NAME` narrows the stream to one model. A watcher that
+//! are recorded (`event`). `?name=NAME` narrows the stream to one model;
+//! `?backlog=true` first sends the events kept so far, oldest first. A watcher that
 //! falls too far behind is sent every status again, then `synced`, as at the start.
 //! Comments keep idle connections open through proxies; the stream ends at shutdown.
 //!
@@ -34,7 +35,7 @@ pub async fn events(
     State(state): State<ApiState>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    stream_for(&state, params.get("name").cloned())
+    stream_for(&state, &params)
 }
 
 /// The stream for `GET /?watch=true`, when the flag is set.
@@ -45,10 +46,12 @@ pub fn watch_flag(
     if flag(params, "watch")? != Some(true) {
         return Ok(None);
     }
-    stream_for(state, params.get("name").cloned()).map(Some)
+    stream_for(state, params).map(Some)
 }
 
-fn stream_for(state: &ApiState, name: Option<String>) -> Result<Response, ApiError> {
+fn stream_for(state: &ApiState, params: &HashMap<String, String>) -> Result<Response, ApiError> {
+    let name = params.get("name").cloned();
+    let backlog = flag(params, "backlog")?.unwrap_or(false);
     let permit = state.watches.clone().try_acquire_owned().map_err(|_| {
         ApiError::TooManyRequests(format!(
             "{MAX_WATCHES} watch streams are open already: close one or retry later"
@@ -63,7 +66,7 @@ fn stream_for(state: &ApiState, name: Option<String>) -> Result<Response, ApiErr
         queue: VecDeque::new(),
         _permit: permit,
     };
-    let stream = watcher.into_stream();
+    let stream = watcher.into_stream(backlog);
     Ok(Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
         .into_response())
@@ -80,7 +83,10 @@ struct Watcher {
 }
 
 impl Watcher {
-    fn into_stream(mut self) -> impl Stream<Item = Result<Event, Infallible>> {
+    fn into_stream(mut self, backlog: bool) -> impl Stream<Item = Result<Event, Infallible>> {
+        if backlog {
+            self.backlog();
+        }
         self.snapshot();
         stream::unfold(self, |mut watcher| async move {
             let frame = watcher.next().await?;
@@ -103,6 +109,39 @@ impl Watcher {
                 .event("synced")
                 .data(serde_json::json!({"models": models}).to_string()),
         );
+    }
+
+    /// The events kept of every model with a status (or of the one asked for), oldest
+    /// first. Read after subscribing: an event recorded meanwhile may come twice (the
+    /// same `time` and `count`), never not at all.
+    fn backlog(&mut self) {
+        let names: Vec<String> = match &self.name {
+            Some(name) => vec![name.clone()],
+            None => self
+                .state
+                .readers
+                .status
+                .snapshot()
+                .models
+                .into_keys()
+                .collect(),
+        };
+        let mut kept: Vec<ModelEvent> = names
+            .into_iter()
+            .flat_map(|model| {
+                let events = self.state.readers.events.list(&model).unwrap_or_default();
+                events.into_iter().map(move |event| ModelEvent {
+                    model: model.clone(),
+                    event,
+                })
+            })
+            .collect();
+        kept.sort_by(|a, b| a.event.time.total_cmp(&b.event.time));
+        for event in kept {
+            let data = serde_json::to_string(&event).unwrap_or_default();
+            self.queue
+                .push_back(Event::default().event("event").data(data));
+        }
     }
 
     fn wants(&self, model: &str) -> bool {

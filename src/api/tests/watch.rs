@@ -129,6 +129,15 @@ async fn the_watch_stream_sends_every_status_then_each_change_and_event() {
     let mut one_buffer = String::new();
     let (synced, seen) = read_until(&mut one, &mut one_buffer, "synced", |_| true).await;
     assert_eq!((synced["models"].as_u64(), seen.len()), (Some(1), 2));
+    // With its backlog, the events kept so far come first, oldest first.
+    let mut kept = open(&api, "/events?name=a&backlog=true").await;
+    let mut kept_buffer = String::new();
+    let (_, seen) = read_until(&mut kept, &mut kept_buffer, "synced", |_| true).await;
+    let events = api.get("/a/events").await.1.as_array().unwrap().len();
+    assert!(events >= 2, "Recorded and Created");
+    let mut expected = vec!["event"; events];
+    expected.extend(["status", "synced"]);
+    assert_eq!(seen, expected);
     // A model that leaves the cache is `removed`.
     api.controller.status.remove("a");
     let (removed, _) = read_until(&mut body, &mut buffer, "removed", |_| true).await;

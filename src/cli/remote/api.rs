@@ -186,16 +186,21 @@ impl ApiClient {
     }
 
     /// `GET /events`: the watch stream (of one model, with `name`). Calls `frame` with
-    /// `("open", "")` once connected, then with each frame's type and data until it
+    /// `("open", "")` once connected (with `backlog`, the events kept so far come first),
+    /// then with each frame's type and data until it
     /// returns false (`Ok(true)`) or the stream
     /// ends (`Ok(false)`: the server went away or shut down).
     pub async fn watch(
         &self,
         name: Option<&str>,
+        backlog: bool,
         mut frame: impl FnMut(&str, &str) -> bool,
     ) -> Result<bool, ApiError> {
-        let query: Vec<(&str, String)> =
+        let mut query: Vec<(&str, String)> =
             name.map(|n| ("name", n.to_string())).into_iter().collect();
+        if backlog {
+            query.push(("backlog", "true".to_string()));
+        }
         let url = self.url(&["events"], &query);
         // No time limit: the stream is open until one side ends it.
         let mut request = self

@@ -7,6 +7,7 @@ use crate::cli::remote::table::{format_row, grow_widths};
 use crate::cli::remote::views::{event_row, events_table};
 use crate::cli::remote::wire::Event;
 use crate::desired::record::now_unix_seconds;
+use std::collections::HashSet;
 use std::time::Duration;
 
 /// How long a dropped watch waits before it connects again.
@@ -15,21 +16,33 @@ pub const RECONNECT_AFTER: Duration = Duration::from_secs(1);
 /// Prints the events of the model named (or of every model, oldest first), then with
 /// `watch` each new one until Ctrl-C.
 pub async fn events(client: &ApiClient, name: Option<&str>, watch: bool) -> u8 {
+    let with_model = name.is_none();
+    if watch {
+        return watch_events(client, name, with_model).await;
+    }
     let listed = match list(client, name).await {
         Ok(events) => events,
         Err(error) => return report(client, &error),
     };
-    let with_model = name.is_none();
-    let table = events_table(&listed, with_model, now_unix_seconds());
-    let mut widths = table.widths();
-    if listed.is_empty() && !watch {
+    if listed.is_empty() {
         eprintln!("No events found.");
         return exit::OK;
     }
-    print!("{}", table.render());
-    if !watch {
-        return exit::OK;
-    }
+    print!(
+        "{}",
+        events_table(&listed, with_model, now_unix_seconds()).render()
+    );
+    exit::OK
+}
+
+/// The header, then the events kept so far and each new one, from the watch stream
+/// (asked with its backlog, so that nothing recorded before it connected is missed;
+/// what a reconnect sends again is not printed twice).
+async fn watch_events(client: &ApiClient, name: Option<&str>, with_model: bool) -> u8 {
+    let header = events_table(&[], with_model, 0.0);
+    let mut widths = header.widths();
+    print!("{}", header.render());
+    let mut printed: HashSet<(String, u64, String, String, u64)> = HashSet::new();
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     let mut print = |kind: &str, data: &str| {
@@ -39,12 +52,21 @@ pub async fn events(client: &ApiClient, name: Option<&str>, watch: bool) -> u8 {
         let Ok(event) = serde_json::from_str::<Event>(data) else {
             return true;
         };
-        let row = event_row(&event, with_model, now_unix_seconds());
-        grow_widths(&mut widths, &row);
-        println!("{}", format_row(&row, &widths));
+        let key = (
+            event.model.clone().unwrap_or_default(),
+            event.time.to_bits(),
+            event.reason.clone(),
+            event.message.clone(),
+            event.count,
+        );
+        if printed.insert(key) {
+            let row = event_row(&event, with_model, now_unix_seconds());
+            grow_widths(&mut widths, &row);
+            println!("{}", format_row(&row, &widths));
+        }
         true
     };
-    match watch_stream(client, name, &mut ctrl_c, &mut print).await {
+    match watch_stream(client, name, true, &mut ctrl_c, &mut print).await {
         Ok(code) => code,
         Err(NoWatchStream) => {
             eprintln!(
@@ -86,6 +108,7 @@ pub struct NoWatchStream;
 pub async fn watch_stream<C>(
     client: &ApiClient,
     name: Option<&str>,
+    backlog: bool,
     ctrl_c: &mut std::pin::Pin<&mut C>,
     frame: &mut dyn FnMut(&str, &str) -> bool,
 ) -> Result<u8, NoWatchStream>
@@ -97,7 +120,7 @@ where
     loop {
         let watched = tokio::select! {
             _ = ctrl_c.as_mut() => return Ok(exit::OK),
-            watched = client.watch(name, &mut *frame) => watched,
+            watched = client.watch(name, backlog, &mut *frame) => watched,
         };
         let text = match watched {
             Ok(true) => return Ok(exit::OK),

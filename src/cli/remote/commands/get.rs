@@ -142,7 +142,7 @@ async fn watch_models(
         print_changes(&changed, output, &mut widths);
         true
     };
-    let watched = watch_stream(client, name, &mut ctrl_c, &mut frame).await;
+    let watched = watch_stream(client, name, false, &mut ctrl_c, &mut frame).await;
     match watched {
         Ok(code) => code,
         // An older server: ask it every second instead.
