@@ -17,11 +17,14 @@
 #      port 80 in host mode, so each model answers on its domain), unless skipped
 #   7. start a private registry with password auth on 127.0.0.1:5000
 #      (scripts/registry-up.sh), for the private-image tests, unless skipped
+#   8. install Debian's chromium (headless) for the dashboard's browser test
+#      (tests/swarm_ui.rs), unless skipped or a chromium is on PATH already
 #
 # Options:
 #   --no-proxy          skip step 6 (also MLMODEL_PROXY=0)
 #   --proxy-port PORT   the proxy's host port (also MLMODEL_PROXY_PORT; default 80)
 #   --no-registry       skip step 7 (also MLMODEL_REGISTRY=0)
+#   --no-browser        skip step 8 (also MLMODEL_BROWSER=0)
 #
 # If DOCKER_HOST names a remote daemon (anything but a unix socket), steps 1
 # and 2 are skipped: that daemon must already answer.
@@ -36,6 +39,7 @@
 #   MLMODEL_PROXY           0 to skip the proxy (default 1)
 #   MLMODEL_PROXY_PORT      the proxy's host port (default 80)
 #   MLMODEL_REGISTRY        0 to skip the registry (default 1)
+#   MLMODEL_BROWSER         0 to skip installing chromium (default 1)
 set -euo pipefail
 
 log() { printf 'swarm-up: %s\n' "$*" >&2; }
@@ -47,10 +51,12 @@ die() {
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 proxy="${MLMODEL_PROXY:-1}"
 registry="${MLMODEL_REGISTRY:-1}"
+browser="${MLMODEL_BROWSER:-1}"
 while (($# > 0)); do
 	case "$1" in
 	--no-proxy) proxy=0 ;;
 	--no-registry) registry=0 ;;
+	--no-browser) browser=0 ;;
 	--proxy-port)
 		(($# >= 2)) || die "--proxy-port needs a port"
 		export MLMODEL_PROXY_PORT="$2"
@@ -294,5 +300,22 @@ if [[ $registry == 0 ]]; then
 else
 	bash "$repo_root/scripts/registry-up.sh" >/dev/null || die "starting the test registry failed (skip it with --no-registry)"
 	ready+=", registry on 127.0.0.1:${MLMODEL_REGISTRY_PORT:-5000}"
+fi
+
+# --- 8. a headless browser for the dashboard's test ---------------------------------
+if [[ $browser == 0 ]]; then
+	log "not installing chromium (--no-browser or MLMODEL_BROWSER=0)"
+elif command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 ||
+	command -v google-chrome >/dev/null 2>&1; then
+	ready+=", chromium"
+else
+	log "chromium not found; installing Debian's chromium package"
+	command -v apt-get >/dev/null 2>&1 || die "chromium is missing and apt-get is not available to install it (skip it with --no-browser)"
+	as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null ||
+		die "apt-get update failed"
+	as_root env DEBIAN_FRONTEND=noninteractive NEEDRESTART_MODE=l NEEDRESTART_SUSPEND=1 \
+		apt-get install -y -q --no-install-recommends chromium >/dev/null ||
+		die "apt-get install chromium failed (skip it with --no-browser)"
+	ready+=", chromium"
 fi
 log "ready: $ready"

@@ -1,5 +1,5 @@
 //! The HTTP API: the original service's endpoints, plus status, rollback, health,
-//! metrics and an OpenAPI description.
+//! metrics, an OpenAPI description and the dashboard (`/ui`).
 //!
 //! [`router`] builds the whole API from an [`ApiState`], so tests call it without a
 //! socket. Reads are served from the reconciler's caches and the store; no request makes
@@ -10,6 +10,7 @@ mod handlers;
 pub mod logs;
 mod metrics;
 pub mod timefmt;
+mod ui;
 pub mod watch;
 
 pub use errors::ApiError;
@@ -139,6 +140,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/metrics", get(metrics::metrics))
         .route("/openapi.json", get(handlers::openapi))
         .route("/events", get(watch::events))
+        .route("/ui", get(ui::page))
         .route(
             "/{name}",
             get(handlers::get_model)

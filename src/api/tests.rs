@@ -585,6 +585,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/{name}/logs"),
     ("get", "/{name}/events"),
     ("get", "/events"),
+    ("get", "/ui"),
 ];
 
 #[tokio::test]

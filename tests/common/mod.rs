@@ -279,6 +279,7 @@ impl Drop for StackGuard {
         }
     }
 }
+pub mod browser;
 pub mod cluster;
 pub mod server;
 
