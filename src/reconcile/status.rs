@@ -607,6 +607,35 @@ fn same_except_time(a: &ModelStatus, b: &ModelStatus) -> bool {
         && *warnings == b.warnings
 }
 
+#[cfg(test)]
+impl ModelStatus {
+    /// A status for the tests of rules over statuses: model `m`, one replica of
+    /// deployment `d1` running `img:1`, in `phase`, with no message.
+    pub(crate) fn example(phase: Phase) -> Self {
+        Self {
+            name: "m".into(),
+            valid: true,
+            active: true,
+            phase,
+            message: String::new(),
+            replicas_running: 1,
+            replicas_desired: 1,
+            synced: true,
+            source: Some("api".into()),
+            deployment_id: Some("d1".into()),
+            deployment_time: Some(1.0),
+            image: Some("img:1".into()),
+            image_digest: None,
+            services: Vec::new(),
+            tasks: Vec::new(),
+            rollout: None,
+            nodes_down: Vec::new(),
+            warnings: Vec::new(),
+            observed_at: 1.0,
+        }
+    }
+}
+
 mod why;
 
 #[cfg(test)]

@@ -201,25 +201,11 @@ impl ApiClient {
         if backlog {
             query.push(("backlog", "true".to_string()));
         }
-        let url = self.url(&["events"], &query);
-        // No time limit: the stream is open until one side ends it.
-        let mut request = self
+        let request = self
             .http
-            .get(url)
-            .header(reqwest::header::ACCEPT, "text/event-stream")
-            .timeout(Duration::from_secs(100 * 365 * 24 * 3600));
-        if let Some(token) = &self.token {
-            request = request.bearer_auth(&token.0);
-        }
-        let mut response = request.send().await.map_err(|e| self.transport(e))?;
-        let status = response.status();
-        if !status.is_success() {
-            let text = response.text().await.map_err(|e| self.transport(e))?;
-            return Err(ApiError::Refused {
-                status: status.as_u16(),
-                detail: detail_from_body(status, &text),
-            });
-        }
+            .get(self.url(&["events"], &query))
+            .header(reqwest::header::ACCEPT, "text/event-stream");
+        let mut response = self.open_stream(request, true).await?;
         // Before the stream's own frames: a new connection starts over with every status.
         if !frame("open", "") {
             return Ok(true);
@@ -244,15 +230,32 @@ impl ApiClient {
         follow: bool,
         out: &mut (dyn std::io::Write + Send),
     ) -> Result<(), ApiError> {
-        let url = self.url(&[name, "logs"], query);
-        let mut request = self.http.get(url);
-        if follow {
+        let request = self.http.get(self.url(&[name, "logs"], query));
+        let mut response = self.open_stream(request, follow).await?;
+        while let Some(chunk) = response.chunk().await.map_err(|e| self.transport(e))? {
+            // A closed pipe (`| head`) ends the command quietly.
+            if out.write_all(&chunk).and_then(|()| out.flush()).is_err() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends a GET whose answer is read as it streams (with `endless`, without a time
+    /// limit: it is open until one side ends it); the server's refusal is an error.
+    async fn open_stream(
+        &self,
+        request: reqwest::RequestBuilder,
+        endless: bool,
+    ) -> Result<reqwest::Response, ApiError> {
+        let mut request = request;
+        if endless {
             request = request.timeout(Duration::from_secs(100 * 365 * 24 * 3600));
         }
         if let Some(token) = &self.token {
             request = request.bearer_auth(&token.0);
         }
-        let mut response = request.send().await.map_err(|e| self.transport(e))?;
+        let response = request.send().await.map_err(|e| self.transport(e))?;
         let status = response.status();
         if !status.is_success() {
             let text = response.text().await.map_err(|e| self.transport(e))?;
@@ -261,13 +264,7 @@ impl ApiClient {
                 detail: detail_from_body(status, &text),
             });
         }
-        while let Some(chunk) = response.chunk().await.map_err(|e| self.transport(e))? {
-            // A closed pipe (`| head`) ends the command quietly.
-            if out.write_all(&chunk).and_then(|()| out.flush()).is_err() {
-                break;
-            }
-        }
-        Ok(())
+        Ok(response)
     }
 
     /// Sends one request and reads the answer as `T`, or the server's refusal.

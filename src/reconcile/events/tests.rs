@@ -3,25 +3,9 @@ use crate::reconcile::status::{RolloutStatus, TaskStatus};
 
 fn status(phase: Phase, running: u64, desired: u64) -> ModelStatus {
     ModelStatus {
-        name: "m".into(),
-        valid: true,
-        active: true,
-        phase,
-        message: String::new(),
         replicas_running: running,
         replicas_desired: desired,
-        synced: true,
-        source: Some("api".into()),
-        deployment_id: Some("d1".into()),
-        deployment_time: Some(1.0),
-        image: Some("img:1".into()),
-        image_digest: None,
-        services: Vec::new(),
-        tasks: Vec::new(),
-        rollout: None,
-        nodes_down: Vec::new(),
-        warnings: Vec::new(),
-        observed_at: 1.0,
+        ..ModelStatus::example(phase)
     }
 }
 

@@ -3,25 +3,8 @@ use crate::reconcile::status::RolloutStatus;
 
 fn status(phase: Phase, message: &str) -> ModelStatus {
     ModelStatus {
-        name: "m".into(),
-        valid: true,
-        active: true,
-        phase,
         message: message.into(),
-        replicas_running: 1,
-        replicas_desired: 1,
-        synced: true,
-        source: Some("api".into()),
-        deployment_id: Some("d2".into()),
-        deployment_time: Some(1.0),
-        image: Some("img:2".into()),
-        image_digest: None,
-        services: Vec::new(),
-        tasks: Vec::new(),
-        rollout: None,
-        nodes_down: Vec::new(),
-        warnings: Vec::new(),
-        observed_at: 1.0,
+        ..ModelStatus::example(phase)
     }
 }
 
@@ -34,7 +17,7 @@ fn a_phase_change_is_notified_with_a_chat_line() {
         serde_json::to_value(&sent).unwrap(),
         serde_json::json!({
             "model": "m", "previous_phase": "Progressing", "phase": "Available",
-            "message": "", "deployment_id": "d2", "image": "img:2", "rolled_back": false,
+            "message": "", "deployment_id": "d1", "image": "img:1", "rolled_back": false,
             "time": "2026-12-02T10:00:00Z", "text": "mlmodel: m is Available (was Progressing)",
         })
     );
@@ -63,11 +46,11 @@ fn a_rollback_by_swarm_is_notified_even_without_a_phase_change() {
     // Failed once held: the phase change says so, and the message why.
     let mut failed = new.clone();
     failed.phase = Phase::Failed;
-    failed.message = "deployment d2 was rolled back by Swarm on service s: ...".into();
+    failed.message = "deployment d1 was rolled back by Swarm on service s: ...".into();
     let sent = of_change(&new, &failed, String::new()).unwrap();
     assert!(sent.rolled_back, "{sent:?}");
     assert!(
         sent.text
-            .ends_with(": deployment d2 was rolled back by Swarm on service s: ...")
+            .ends_with(": deployment d1 was rolled back by Swarm on service s: ...")
     );
 }
