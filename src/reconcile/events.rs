@@ -222,7 +222,10 @@ pub fn of_change(old: &ModelStatus, new: &ModelStatus) -> Vec<Note> {
             format!("node {node} is down: its replicas will be rescheduled"),
         ));
     }
+    // Fewer than desired, from at least as many: an old replica that goes once a
+    // rollout's new one runs (3/2 to 2/2) is no loss.
     if new.replicas_running < old.replicas_running
+        && new.replicas_running < new.replicas_desired
         && new.replicas_desired == old.replicas_desired
         && old.replicas_running >= old.replicas_desired
         && new.phase != Phase::Removed

@@ -147,6 +147,9 @@ fn lost_replicas_and_nodes_going_down_are_warnings() {
     // Scaling down is not losing replicas.
     let scaled = status(Phase::Available, 2, 2);
     assert!(of_change(&old, &scaled).is_empty());
+    // Nor is a rollout's old replica going once its new one runs.
+    let rolled = status(Phase::Available, 2, 2);
+    assert!(of_change(&status(Phase::Available, 3, 2), &rolled).is_empty());
 }
 
 #[tokio::test]
