@@ -13,19 +13,24 @@
 //!    its directory one after another.
 //!
 //! Each phase's time runs from its first call (or file write) until every one of the 100
-//! services has a running task, polled every 250 ms through the API.
+//! services has a running task, polled every 500 ms with one list call (services with
+//! their task counts), so that measuring weighs little on the engine. Between phases the
+//! services are removed in batches and their containers waited out, then the engine is
+//! left alone for a few seconds. The mlmodel phase also prints the Docker calls mlmodel
+//! made, by kind, from its `/metrics`.
 
 mod common;
 
 use common::swarm::{
-    self, RealSwarm, ServeProcess, manifest, remove_and_wait, running_tasks, services_named,
-    unique_instance,
+    self, RealSwarm, ServeProcess, manifest, remove_and_wait, services_running, unique_instance,
 };
 use common::{Row, Target, print_table};
 use mlmodel::swarm::Swarm;
 use std::time::{Duration, Instant};
 
-const POLL: Duration = Duration::from_millis(250);
+const POLL: Duration = Duration::from_millis(500);
+/// Quiet time after a phase's clean-up, before the next phase starts.
+const SETTLE: Duration = Duration::from_secs(5);
 /// How long a phase may take: 10 minutes, or 1.5 s per service beyond 400 (containers
 /// start at about 3 per second on one node).
 fn timeout(count: usize) -> Duration {
@@ -124,7 +129,7 @@ async fn run() {
         &[
             "value: mlmodel serve (default flags) picking up manifests written one after another".to_string(),
             "baseline: the same specs created one after another through the raw API, measured the same way in the same run".to_string(),
-            "writes: manifest files written (mlmodel) or create calls answered (raw); times polled every 250 ms".to_string(),
+            "writes: manifest files written (mlmodel) or create calls answered (raw); times polled every 500 ms".to_string(),
             runs_note,
         ],
     );
@@ -143,6 +148,7 @@ async fn raw_phase(real: &RealSwarm, names: &[String]) -> Phase {
     let (services, running) = wait_all_running(real, &prefix, names.len(), started).await;
     eprintln!("swarm_throughput: removing the raw services...");
     remove_and_wait(real, &prefix).await;
+    tokio::time::sleep(SETTLE).await;
     Phase {
         writes,
         services,
@@ -153,7 +159,7 @@ async fn raw_phase(real: &RealSwarm, names: &[String]) -> Phase {
 async fn mlmodel_phase(real: &RealSwarm, names: &[String]) -> Phase {
     let instance = unique_instance("tp");
     let prefix = format!("{instance}_");
-    let server = ServeProcess::start(&instance, &[]).await;
+    let mut server = ServeProcess::start(&instance, &[]).await;
     eprintln!(
         "swarm_throughput: mlmodel serve as {instance}, {} manifests...",
         names.len()
@@ -164,9 +170,17 @@ async fn mlmodel_phase(real: &RealSwarm, names: &[String]) -> Phase {
     }
     let writes = started.elapsed();
     let (services, running) = wait_all_running(real, &prefix, names.len(), started).await;
-    drop(server);
+    eprintln!(
+        "swarm_throughput: mlmodel's Docker calls: {}",
+        server.docker_calls().await
+    );
+    // Stopped first, then its services removed in batches: dropping the server removes
+    // whatever is left at once, which is what leaves dockerd stuck at 1000.
+    server.stop();
     eprintln!("swarm_throughput: removing mlmodel's services...");
     remove_and_wait(real, &prefix).await;
+    drop(server);
+    tokio::time::sleep(SETTLE).await;
     Phase {
         writes,
         services,
@@ -184,10 +198,10 @@ async fn wait_all_running(
 ) -> (Duration, Duration) {
     let mut services_at = None;
     loop {
-        if services_at.is_none() && services_named(&real.docker, prefix).await.len() >= count {
+        let (services, running) = services_running(&real.docker, prefix).await;
+        if services_at.is_none() && services >= count {
             services_at = Some(started.elapsed());
         }
-        let running = running_tasks(real, prefix).await;
         if running >= count {
             let running_at = started.elapsed();
             return (services_at.unwrap_or(running_at), running_at);

@@ -16,7 +16,7 @@ use mlmodel::desired::render::{Instance, Templates};
 use mlmodel::desired::{Identity, Pipeline};
 use mlmodel::swarm::Swarm;
 use mlmodel::swarm::docker::DockerSwarm;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -304,6 +304,23 @@ impl ServeProcess {
         SystemTime::now()
     }
 
+    /// The Docker calls the server made so far, by kind, from its `/metrics`:
+    /// `create_service 1000, inspect_service 2512, ...` (kinds never called left out).
+    pub async fn docker_calls(&self) -> String {
+        let metrics = match reqwest::get(format!("{}/metrics", self.url)).await {
+            Ok(response) => response.text().await.unwrap_or_default(),
+            Err(e) => return format!("(no /metrics: {e})"),
+        };
+        metrics
+            .lines()
+            .filter_map(|line| line.strip_prefix("mlmodel_docker_api_calls_total{kind=\""))
+            .filter_map(|rest| rest.split_once("\"} "))
+            .filter(|(_, count)| *count != "0")
+            .map(|(kind, count)| format!("{kind} {count}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// What the server logged.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
@@ -381,20 +398,38 @@ pub async fn services_named(docker: &Docker, prefix: &str) -> Vec<(String, Strin
         .collect()
 }
 
-/// How many tasks of services named `prefix...` are running (desired and current).
-pub async fn running_tasks(real: &RealSwarm, prefix: &str) -> usize {
-    let ids: HashSet<String> = services_named(&real.docker, prefix)
+/// Services named `prefix...`, and how many of them have a running task, from one list
+/// call with Swarm's task counts (`GET /services?status=true`): a cheap poll.
+pub async fn services_running(docker: &Docker, prefix: &str) -> (usize, usize) {
+    let options = ListServicesOptions {
+        filters: Some(HashMap::from([(
+            "name".to_string(),
+            vec![prefix.to_string()],
+        )])),
+        status: Some(true),
+    };
+    let services: Vec<_> = docker
+        .list_services(Some(options))
         .await
+        .unwrap_or_default()
         .into_iter()
-        .map(|(id, _)| id)
-        .collect();
-    let tasks = real.swarm.list_tasks().await.unwrap_or_default();
-    tasks
-        .iter()
-        .filter(|t| {
-            ids.contains(&t.task.service_id) && t.task.state == mlmodel::swarm::TaskState::Running
+        .filter(|s| {
+            s.spec
+                .as_ref()
+                .and_then(|spec| spec.name.as_deref())
+                .is_some_and(|name| name.starts_with(prefix))
         })
-        .count()
+        .collect();
+    let running = services
+        .iter()
+        .filter(|s| {
+            s.service_status
+                .as_ref()
+                .and_then(|status| status.running_tasks)
+                .is_some_and(|n| n > 0)
+        })
+        .count();
+    (services.len(), running)
 }
 
 /// Services removed at once by [`remove_and_wait`].

@@ -160,6 +160,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         images: ImagePolicy {
             resolve: args.resolve_image,
             follow_tags: args.follow_tags,
+            digest_ttl: crate::reconcile::controller::DIGEST_TTL,
         },
         network_subnet: args.network_subnet,
         lease: args.lease.then_some(args.lease_duration),

@@ -31,6 +31,8 @@ pub(super) struct Context {
     pub templates: Arc<Templates>,
     /// When images are pinned to digests, and whether tags are followed.
     pub images: super::ImagePolicy,
+    /// The registry's recent answers, shared by the workers.
+    pub digests: super::images::Digests,
 }
 
 impl Context {

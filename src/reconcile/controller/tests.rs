@@ -61,7 +61,12 @@ impl Rig {
             files,
             instance: Instance::default(),
             templates: Arc::new(templates),
-            images: Default::default(),
+            // Each converge sees the registry as it is then (the shared answers have
+            // their own tests in images.rs).
+            images: ImagePolicy {
+                digest_ttl: Duration::ZERO,
+                ..Default::default()
+            },
             network_subnet: Default::default(),
             lease: None,
         });
