@@ -61,17 +61,26 @@ async fn the_dashboard_shows_models_live_and_its_buttons_need_the_token() {
     let headers = [("Authorization", auth.as_str())];
     let (code, answer) = server.request_with_headers("POST", "/um", Some(&body(1, 1)), &headers);
     assert_eq!(code, 200, "{answer}");
-    server.wait_for("um Available", TIMEOUT, || {
+    // And one a manifest declares: its page's buttons are off (the API would refuse).
+    server.write_manifest("fm.yml", &common::server::manifest(1, "1"));
+    server.wait_for("um and fm Available", TIMEOUT, || {
         server.phase("um").as_deref() == Some("Available")
+            && server.phase("fm").as_deref() == Some("Available")
     });
 
     // The list: the model with its phase, ready replicas and image, from the stream.
     let mut page = browser.page().await;
     page.navigate(&format!("{}/ui", server.url)).await;
     wait_row(&mut page, "um", "Available", "1/1").await;
+    wait_row(&mut page, "fm", "Available", "1/1").await;
     assert_eq!(
         page.eval(&cell("um", "image")).await,
         "mlmodel-test/static-http:1"
+    );
+    assert_eq!(
+        page.eval("document.getElementById('counts').textContent")
+            .await,
+        "2 models: 2 Available"
     );
     page.wait_for(
         "the live badge",
@@ -149,6 +158,26 @@ async fn the_dashboard_shows_models_live_and_its_buttons_need_the_token() {
     let shot = screenshot_path("model.png");
     assert!(page.screenshot(&shot).await > 1000);
     eprintln!("screenshot: {}", shot.display());
+
+    // The manifest's model cannot be rolled back or deleted from the page.
+    page.eval("location.hash = '#/fm'").await;
+    page.wait_for(
+        "fm's page with its buttons off",
+        "document.getElementById('m-name').textContent === 'fm' && \
+         document.getElementById('m-delete').disabled && \
+         document.getElementById('m-rollback').disabled && \
+         document.getElementById('m-delete').title.includes('fm.yml')",
+        TIMEOUT,
+    )
+    .await;
+    page.eval("location.hash = '#/um'").await;
+    page.wait_for(
+        "um's page with its buttons on",
+        "document.getElementById('m-name').textContent === 'um' && \
+         !document.getElementById('m-delete').disabled",
+        TIMEOUT,
+    )
+    .await;
 
     // Roll back without the token: refused, and the page says what to do.
     page.eval("window.confirm = () => true").await;

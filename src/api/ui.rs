@@ -84,18 +84,15 @@ mod tests {
     #[test]
     fn the_policy_allows_exactly_the_inlined_style_and_script() {
         // The hash of the text between the tags, as a browser computes it.
-        let script = PAGE
-            .html
-            .split_once("<script>")
-            .and_then(|(_, rest)| rest.split_once("</script>"))
-            .map(|(inner, _)| inner)
-            .expect("one inline script");
-        let style = PAGE
-            .html
-            .split_once("<style>")
-            .and_then(|(_, rest)| rest.split_once("</style>"))
-            .map(|(inner, _)| inner)
-            .expect("one inline style");
+        let inner = |open: &str, close: &str| {
+            PAGE.html
+                .split_once(open)
+                .and_then(|(_, rest)| rest.split_once(close))
+                .map(|(inner, _)| inner)
+                .unwrap_or_else(|| panic!("one {open} in the page"))
+        };
+        let script = inner("<script>", "</script>");
+        let style = inner("<style>", "</style>");
         assert!(
             PAGE.policy
                 .contains(&format!("script-src '{}'", csp_hash(script)))

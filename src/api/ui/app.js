@@ -24,6 +24,8 @@ let stream = null;
 let dirty = new Set();
 let renderTimer = null;
 let logsAbort = null;
+// The deployment the model page's status last named: a new one reloads the history.
+let historyAt = null;
 
 // ---- small helpers ----
 
@@ -237,6 +239,10 @@ function refreshAges() {
     const time = parseFloat(cell.dataset.time);
     cell.textContent = Number.isNaN(time) ? "" : age(time);
   }
+  if (currentModel() !== null) {
+    renderModel();
+    renderEvents();
+  }
 }
 
 // ---- the model page ----
@@ -247,6 +253,7 @@ async function showModel(name) {
   $("m-name").textContent = name;
   document.title = name + " · mlmodel";
   modelEvents = new Map();
+  historyAt = null;
   stopFollowing();
   $("m-logs").textContent = "";
   $("m-logs-follow").checked = false;
@@ -265,6 +272,17 @@ function showList() {
 function renderModel() {
   const name = currentModel();
   const status = models.get(name);
+  if (status && status.deployment_id !== historyAt) {
+    // The first one seen is the one showModel loaded the history at.
+    if (historyAt !== null) loadHistory(name);
+    historyAt = status.deployment_id;
+  }
+  // A model a manifest declares is changed by editing its file: the API refuses.
+  const fromFile = Boolean(status && status.source && !["api", "adopted"].includes(status.source));
+  for (const button of [$("m-rollback"), $("m-delete")]) {
+    button.disabled = fromFile;
+    button.title = fromFile ? "declared by " + status.source + ": edit or remove that file instead" : "";
+  }
   const badge = $("m-phase");
   badge.className = "phase " + (status ? status.phase : "Removed");
   badge.textContent = status ? status.phase : "unknown";

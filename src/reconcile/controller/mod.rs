@@ -41,7 +41,7 @@ use crate::swarm::{NetworkRequest, Swarm, SwarmError};
 use context::Context;
 pub use context::Declarations;
 pub use decide::{Decision, FileView, decide};
-pub use images::{DIGEST_TTL, ImagePolicy, ResolveImage, image_digest_of};
+pub use images::{DIGEST_TTL, DigestTtl, ImagePolicy, ResolveImage, image_digest_of};
 use memo::Memo;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -196,7 +196,7 @@ impl Controller {
             return None;
         }
         let running = images::image_digest_of(&main.spec)?;
-        let digest = match self.digest(&tagged).await {
+        let digest = match self.digest(&tagged).await.digest {
             Ok(digest) => digest,
             Err(error) => {
                 debug!(model = name, image = %tagged, %error, "cannot ask the registry whether the tag moved");

@@ -64,7 +64,7 @@ impl Rig {
             // Each converge sees the registry as it is then (the shared answers have
             // their own tests in images.rs).
             images: ImagePolicy {
-                digest_ttl: Duration::ZERO,
+                digest_ttl: DigestTtl::NONE,
                 ..Default::default()
             },
             network_subnet: Default::default(),
