@@ -166,6 +166,11 @@ struct ModelMeta {
     stopped: bool,
 }
 
+/// sled's page cache, at most. Its default (1 GiB) lets it keep every record it ever
+/// wrote in memory; the store keeps each model's latest entry itself (`LatestCache`), and
+/// older history and events are read rarely (the API's history and events answers).
+const CACHE_BYTES: u64 = 32 * 1024 * 1024;
+
 /// The deployment histories, shared by every task: cloning is cheap.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -224,6 +229,7 @@ impl Handles {
         let db = sled::Config::new()
             .path(dir)
             .flush_every_ms(None)
+            .cache_capacity(CACHE_BYTES)
             .open()
             .map_err(|source| {
                 if is_locked_by_another(dir) {
