@@ -18,7 +18,7 @@ use axum::extract::{Query, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, Stream};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -111,20 +111,21 @@ impl Watcher {
         );
     }
 
-    /// The events kept of every model with a status (or of the one asked for), oldest
-    /// first. Read after subscribing: an event recorded meanwhile may come twice (the
+    /// The events kept of every model with a status or records (or of the one asked
+    /// for), oldest first. Read after subscribing: an event recorded meanwhile may come twice (the
     /// same `time` and `count`), never not at all.
     fn backlog(&mut self) {
-        let names: Vec<String> = match &self.name {
-            Some(name) => vec![name.clone()],
-            None => self
-                .state
-                .readers
-                .status
-                .snapshot()
-                .models
-                .into_keys()
-                .collect(),
+        // Every model with a status, and every model with records: a deployment just
+        // recorded has its `Recorded` event before its first status.
+        let names: BTreeSet<String> = match &self.name {
+            Some(name) => BTreeSet::from([name.clone()]),
+            None => {
+                let readers = &self.state.readers;
+                let mut names: BTreeSet<String> =
+                    readers.status.snapshot().models.into_keys().collect();
+                names.extend(readers.store.names().unwrap_or_default());
+                names
+            }
         };
         let mut kept: Vec<ModelEvent> = names
             .into_iter()

@@ -144,3 +144,21 @@ async fn the_watch_stream_sends_every_status_then_each_change_and_event() {
     assert_eq!(removed["name"], "a");
     assert_eq!(api.get("/?watch=maybe").await.0, StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn the_backlog_of_every_model_has_a_deployment_recorded_before_its_first_status() {
+    let api = api().await;
+    assert_eq!(
+        api.post("/c", BODY.replace("carls-model", "c").as_str())
+            .await
+            .0,
+        StatusCode::OK
+    );
+    // Not reconciled yet: `c` has its Recorded event and no status.
+    assert!(api.controller.status.get("c").is_none());
+    let mut body = open(&api, "/events?backlog=true").await;
+    let mut buffer = String::new();
+    let (recorded, seen) = read_until(&mut body, &mut buffer, "event", |e| e["model"] == "c").await;
+    assert_eq!(recorded["reason"], "Recorded");
+    assert!(!seen.contains(&"synced".to_string()), "{seen:?}");
+}
