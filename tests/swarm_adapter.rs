@@ -14,8 +14,8 @@ use bollard::models::{
 use futures_util::StreamExt;
 use mlmodel::swarm::docker::DockerSwarm;
 use mlmodel::swarm::{
-    NetworkRequest, ObservedService, Swarm, SwarmError, SwarmEvent, TaskState, image_of,
-    runs_template,
+    ListedNetwork, NetworkRequest, ObservedService, Swarm, SwarmError, SwarmEvent, TaskState,
+    image_of, runs_template,
 };
 use std::collections::HashMap;
 use std::process::{Command, Stdio};
@@ -457,8 +457,7 @@ async fn create_network_makes_an_attachable_labelled_overlay_once() {
     };
     let id = swarm.create_network(&request).await.unwrap();
     assert_eq!(swarm.network_id(&name).await.unwrap(), Some(id.clone()));
-    let listed = swarm.list_networks().await.unwrap();
-    let ours = listed.iter().find(|n| n.id == id).expect("listed");
+    let ours = listed_once_allocated(&swarm, &id).await;
     assert_eq!(
         (ours.name.as_str(), ours.driver.as_str()),
         (name.as_str(), "overlay")
@@ -573,7 +572,21 @@ async fn create_network_with_a_subnet_picked_free_of_every_network_and_node() {
         subnet: Some(subnet.to_string()),
     };
     let id = swarm.create_network(&request).await.unwrap();
-    let listed = swarm.list_networks().await.unwrap();
-    let ours = listed.iter().find(|n| n.id == id).expect("listed");
+    let ours = listed_once_allocated(&swarm, &id).await;
     assert_eq!(ours.subnets, vec![subnet.to_string()]);
+}
+
+/// The network `id` as listed once Swarm's allocator has given it its driver and subnet
+/// (10 s at most): a list right after the create may show it without them, as seen in
+/// CI while the engine was busy.
+async fn listed_once_allocated(swarm: &DockerSwarm, id: &str) -> ListedNetwork {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let listed = swarm.list_networks().await.unwrap();
+        let ours = listed.into_iter().find(|n| n.id == id).expect("listed");
+        if (!ours.driver.is_empty() && !ours.subnets.is_empty()) || Instant::now() > deadline {
+            return ours;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
