@@ -18,58 +18,15 @@ use mlmodel::api::{self, ApiState, HealthProbe};
 use mlmodel::reconcile::controller::RunConfig;
 use mlmodel::swarm::Swarm;
 use mlmodel::swarm::fake::FakeSwarm;
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-/// The system allocator, counting the bytes live on the heap: RSS says what the process
-/// holds from the OS, this says what its data needs (freed memory the allocator keeps for
-/// reuse shows in RSS only).
-struct Counting;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: every call is passed to the system allocator unchanged; only a counter is added.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: same contract as the caller's.
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            LIVE.fetch_add(layout.size(), Ordering::Relaxed);
-        }
-        p
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) };
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: same contract as the caller's.
-        let p = unsafe { System.alloc_zeroed(layout) };
-        if !p.is_null() {
-            LIVE.fetch_add(layout.size(), Ordering::Relaxed);
-        }
-        p
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: same contract as the caller's.
-        let p = unsafe { System.realloc(ptr, layout, new_size) };
-        if !p.is_null() {
-            LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-            LIVE.fetch_add(new_size, Ordering::Relaxed);
-        }
-        p
-    }
-}
-
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: common::heap::Counting = common::heap::Counting;
 
 fn heap_mb() -> f64 {
-    LIVE.load(Ordering::Relaxed) as f64 / 1e6
+    common::heap::live_mb()
 }
 
 fn main() {
@@ -225,9 +182,7 @@ async fn run(models: usize) -> Readings {
     let peak = proc_status_kb("VmHWM") as f64 * 1024.0 / 1e6;
     // What of it is memory the allocator holds free: glibc keeps freed chunks in
     // per-thread arenas until asked to give them back.
-    // SAFETY: malloc_trim only releases free memory; it is safe to call at any time.
-    unsafe { libc::malloc_trim(0) };
-    let trimmed = rss_mb();
+    let trimmed = common::heap::trimmed_rss_mb();
 
     // The fake's share: the live bytes of a second fake holding the same services.
     let listed: Vec<_> = (rig.fake.list_services().await.expect("list").into_iter())

@@ -90,11 +90,8 @@ impl FakeRig {
         for _ in 0..2 {
             self.resync().await;
         }
-        let live = self
-            .controller
-            .observed
-            .get()
-            .models(&self.controller.instance().name);
+        let observed = self.controller.observed.get();
+        let live = observed.models(&self.controller.instance().name);
         assert_eq!(
             live.len(),
             self.files().models.len(),

@@ -7,6 +7,7 @@
 #![allow(dead_code)] // Each benchmark uses a different part of this module.
 
 pub mod fake_rig;
+pub mod heap;
 pub mod swarm;
 
 use std::time::Duration;

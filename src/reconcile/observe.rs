@@ -12,7 +12,7 @@ use crate::swarm::{
 };
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -20,11 +20,12 @@ use std::time::Duration;
 #[derive(Debug, Clone, Default)]
 pub struct Observed {
     /// Services by id. Shared, so that publishing a change to one service (after every
-    /// Docker event) copies pointers rather than every service's spec.
-    pub services: HashMap<String, Arc<ObservedService>>,
+    /// Docker event) copies pointers rather than every service's spec, and a relist that
+    /// finds every service as it was keeps the map itself.
+    pub services: Arc<Services>,
     /// Current tasks (desired running, or ready to restart) by service id (shared, like
     /// the services).
-    pub tasks: HashMap<String, Arc<[ObservedTask]>>,
+    pub tasks: Tasks,
     /// Nodes by id: cleared by a node event, listed again at the next relist.
     pub nodes: HashMap<String, ObservedNode>,
     /// Tasks that left a service's current tasks at a recent relist (moved, replaced,
@@ -73,25 +74,27 @@ pub struct Unfit {
     pub nodes: std::collections::BTreeMap<String, String>,
 }
 
-/// Service ids by owner and by name, so that reconciling one model reads its own services
+/// Services by owner and by name, so that reconciling one model reads its own services
 /// instead of scanning every live one (a resync of N models would otherwise cost N²).
+/// It holds the services themselves (shared with [`Observed::services`]), not their ids,
+/// so a lookup is one map walk.
 #[derive(Debug, Default)]
 struct Index {
-    /// Instance, then model, to the ids of the services so labelled, sorted by name.
-    owned: HashMap<String, HashMap<String, Vec<String>>>,
-    /// Service name to ids (more than one only while a replacement is half seen).
-    named: HashMap<String, Vec<String>>,
+    /// Instance, then model, to the services so labelled, sorted by name.
+    owned: FastMap<String, FastMap<String, Vec<Arc<ObservedService>>>>,
+    /// Service name to services (more than one only while a replacement is half seen).
+    named: FastMap<String, Vec<Arc<ObservedService>>>,
 }
 
 impl Index {
-    fn build(services: &HashMap<String, Arc<ObservedService>>) -> Self {
+    fn build(services: &Services) -> Self {
         let mut index = Index::default();
         for service in services.values() {
             index
                 .named
                 .entry(service.name().to_string())
                 .or_default()
-                .push(service.id.clone());
+                .push(service.clone());
             if let (Some(instance), Some(model)) = (
                 service.label(labels::MANAGED_BY),
                 service.label(labels::NAME),
@@ -102,12 +105,11 @@ impl Index {
                     .or_default()
                     .entry(model.to_string())
                     .or_default()
-                    .push(service.id.clone());
+                    .push(service.clone());
             }
         }
-        let name = |id: &String| services.get(id).map(|s| s.name());
-        for ids in index.owned.values_mut().flat_map(HashMap::values_mut) {
-            ids.sort_by(|a, b| name(a).cmp(&name(b)));
+        for owned in index.owned.values_mut().flat_map(FastMap::values_mut) {
+            owned.sort_by(|a, b| a.name().cmp(b.name()));
         }
         index
     }
@@ -133,12 +135,8 @@ impl Observed {
     /// Services owned by `instance` and labelled with `model`, sorted by name.
     pub fn owned_by<'a>(&'a self, instance: &str, model: &str) -> Vec<&'a ObservedService> {
         if let Some(index) = &self.index.0 {
-            let ids = index.owned.get(instance).and_then(|m| m.get(model));
-            return ids
-                .into_iter()
-                .flatten()
-                .filter_map(|id| self.services.get(id).map(Arc::as_ref))
-                .collect();
+            let owned = index.owned.get(instance).and_then(|m| m.get(model));
+            return owned.into_iter().flatten().map(Arc::as_ref).collect();
         }
         let mut owned: Vec<&ObservedService> = self
             .services
@@ -153,48 +151,69 @@ impl Observed {
         owned
     }
 
+    /// The services named in `names` other than `owned` (a model's own services, from
+    /// [`Observed::owned_by`]): the same as [`Observed::foreign`] without reading labels.
+    pub fn named_other_than<'a>(
+        &'a self,
+        owned: &[&ObservedService],
+        names: &[&str],
+    ) -> Vec<&'a ObservedService> {
+        self.named_where(names, |s| !owned.iter().any(|o| std::ptr::eq(*o, s)))
+    }
+
     /// The services named in `names` that are not this instance's services of `model`.
     pub fn foreign<'a>(
         &'a self,
         instance: &str,
         model: &str,
-        names: &BTreeSet<&str>,
+        names: &[&str],
     ) -> Vec<&'a ObservedService> {
-        let not_the_models = |s: &&ObservedService| {
+        self.named_where(names, |s| {
             !(s.label(labels::MANAGED_BY) == Some(instance) && s.label(labels::NAME) == Some(model))
-        };
+        })
+    }
+
+    /// The services named in `names` that pass `keep`.
+    fn named_where<'a>(
+        &'a self,
+        names: &[&str],
+        keep: impl Fn(&ObservedService) -> bool,
+    ) -> Vec<&'a ObservedService> {
         match &self.index.0 {
             Some(index) => names
                 .iter()
                 .filter_map(|name| index.named.get(*name))
                 .flatten()
-                .filter_map(|id| self.services.get(id).map(Arc::as_ref))
-                .filter(not_the_models)
+                .map(Arc::as_ref)
+                .filter(|s| keep(s))
                 .collect(),
             None => self
                 .services
                 .values()
                 .map(Arc::as_ref)
-                .filter(|s| names.contains(s.name()))
-                .filter(not_the_models)
+                .filter(|s| names.contains(&s.name()) && keep(s))
                 .collect(),
         }
     }
 
-    /// Every model name this instance owns services of.
-    pub fn models(&self, instance: &str) -> BTreeSet<String> {
+    /// Every model name this instance owns services of, in no particular order.
+    pub fn models<'a>(&'a self, instance: &str) -> Vec<&'a str> {
         if let Some(index) = &self.index.0 {
             return index
                 .owned
                 .get(instance)
-                .map(|models| models.keys().cloned().collect())
+                .map(|models| models.keys().map(String::as_str).collect())
                 .unwrap_or_default();
         }
-        self.services
+        let mut names: Vec<&str> = self
+            .services
             .values()
             .filter(|s| s.label(labels::MANAGED_BY) == Some(instance))
-            .filter_map(|s| s.label(labels::NAME).map(String::from))
-            .collect()
+            .filter_map(|s| s.label(labels::NAME))
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        names
     }
 
     /// The model a service belongs to, if it is this instance's.
@@ -275,7 +294,7 @@ pub async fn relist(swarm: &dyn Swarm, cache: &ObservedCache) -> Result<(), Swar
     let by_service = merge_tasks(&old, &services, &unchanged, tasks)?;
     let departed = departed(&old, &services, &by_service, &nodes, now);
     let unfit = unfit(&old, &services, &by_service);
-    let index = (unchanged.len() == services.len() && services.len() == old.services.len())
+    let index = matches!(unchanged, Unchanged::All)
         .then(|| old.index.0.clone())
         .flatten();
     drop(unchanged);
@@ -301,20 +320,55 @@ pub async fn relist(swarm: &dyn Swarm, cache: &ObservedCache) -> Result<(), Swar
 }
 
 /// Services by id, shared (see [`Observed::services`]).
-type Services = HashMap<String, Arc<ObservedService>>;
+pub type Services = FastMap<String, Arc<ObservedService>>;
 
-/// The listed services, each reusing its cached entry when unchanged; and the ids of
-/// those unchanged.
+/// Current tasks by service id, shared (see [`Observed::tasks`]).
+pub type Tasks = FastMap<String, Arc<[ObservedTask]>>;
+
+/// The maps a resync looks every model up in: keyed by ids and names mlmodel and Docker
+/// made, hashed with foldhash rather than SipHash (a fifth of a resync's hashing time;
+/// foldhash's seed is random per process, so keys cannot be chosen to collide).
+pub type FastMap<K, V> = foldhash::HashMap<K, V>;
+
+/// The services a relist found as they were cached.
+enum Unchanged<'a> {
+    /// Every one, and no other service: the cached map is kept as it is.
+    All,
+    /// These ids.
+    Some(foldhash::HashSet<&'a str>),
+}
+
+impl Unchanged<'_> {
+    fn contains(&self, id: &str) -> bool {
+        match self {
+            Self::All => true,
+            Self::Some(ids) => ids.contains(id),
+        }
+    }
+}
+
+/// The listed services, each reusing its cached entry when unchanged; and which were
+/// unchanged.
 ///
 /// A service listed at the version index it had is unchanged (Docker bumps the index on
 /// every change): the old entry is kept, and with it what was derived from it. Only the
-/// specs of new versions are read.
+/// specs of new versions are read. When every service is unchanged (a converged swarm,
+/// the usual resync), the old map is kept whole rather than built again.
 fn merge_services(
     old: &Observed,
     listed: Vec<ListedService>,
-) -> Result<(Services, HashSet<&str>), SwarmError> {
-    let mut unchanged: HashSet<&str> = HashSet::new();
-    let mut services: HashMap<String, Arc<ObservedService>> = HashMap::with_capacity(listed.len());
+) -> Result<(Arc<Services>, Unchanged<'_>), SwarmError> {
+    let as_cached = listed.len() == old.services.len()
+        && listed.iter().all(|service| {
+            old.services
+                .get(&service.id)
+                .is_some_and(|cached| service.is_unchanged(cached))
+        });
+    if as_cached {
+        return Ok((old.services.clone(), Unchanged::All));
+    }
+    let mut unchanged = foldhash::HashSet::default();
+    let mut services = Services::with_capacity_and_hasher(listed.len(), Default::default());
     for service in listed {
         let entry = match old.services.get(&service.id) {
             Some(cached) if service.is_unchanged(cached) => {
@@ -325,7 +379,7 @@ fn merge_services(
         };
         services.insert(entry.id.clone(), entry);
     }
-    Ok((services, unchanged))
+    Ok((Arc::new(services), Unchanged::Some(unchanged)))
 }
 
 /// The listed tasks by service id, each with its image and whether it is up to date.
@@ -338,7 +392,7 @@ fn merge_services(
 fn merge_tasks(
     old: &Observed,
     services: &Services,
-    unchanged: &HashSet<&str>,
+    unchanged: &Unchanged<'_>,
     tasks: Vec<ListedTask>,
 ) -> Result<HashMap<String, Vec<ObservedTask>>, SwarmError> {
     let mut by_service: HashMap<String, Vec<ObservedTask>> = HashMap::new();
@@ -348,7 +402,7 @@ fn merge_tasks(
             .get(&task.service_id)
             .and_then(|listed| listed.iter().find(|t| t.id == task.id));
         match known {
-            Some(known) if unchanged.contains(task.service_id.as_str()) && known.up_to_date => {
+            Some(known) if unchanged.contains(&task.service_id) && known.up_to_date => {
                 task.image = known.image.clone();
                 task.up_to_date = true;
             }
@@ -505,12 +559,10 @@ pub async fn refresh_service(
             if old.is_some_and(|o| o.spec.task_template != service.spec.task_template) {
                 outdate_tasks(&mut observed.tasks, &service.id);
             }
-            observed
-                .services
-                .insert(service.id.clone(), Arc::new(service));
+            Arc::make_mut(&mut observed.services).insert(service.id.clone(), Arc::new(service));
         }
         None => {
-            observed.services.remove(id);
+            Arc::make_mut(&mut observed.services).remove(id);
             observed.tasks.remove(id);
         }
     });
@@ -518,7 +570,7 @@ pub async fn refresh_service(
 }
 
 /// Marks every cached task of a service as not up to date.
-fn outdate_tasks(tasks: &mut HashMap<String, Arc<[ObservedTask]>>, service_id: &str) {
+fn outdate_tasks(tasks: &mut Tasks, service_id: &str) {
     if let Some(listed) = tasks.get_mut(service_id) {
         let outdated: Vec<ObservedTask> = listed
             .iter()

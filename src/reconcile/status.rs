@@ -518,12 +518,19 @@ impl StatusCache {
     /// (only such changes bump the generation).
     pub fn set(&self, status: ModelStatus) -> bool {
         let mut inner = self.inner.write().unwrap_or_else(|p| p.into_inner());
-        let unchanged = inner
-            .models
-            .get(&status.name)
-            .is_some_and(|old| same_except_time(old, &status));
         let status = Arc::new(status);
-        inner.models.insert(status.name.clone(), status.clone());
+        // One walk of the map: most statuses are set again unchanged, under their name.
+        let unchanged = match inner.models.get_mut(&status.name) {
+            Some(old) => {
+                let unchanged = same_except_time(old, &status);
+                *old = status.clone();
+                unchanged
+            }
+            None => {
+                inner.models.insert(status.name.clone(), status.clone());
+                false
+            }
+        };
         if !unchanged {
             inner.generation += 1;
             // Sent under the lock, so that watchers get changes in the cache's order.
@@ -550,6 +557,19 @@ impl StatusCache {
     /// One model's status.
     pub fn get(&self, name: &str) -> Option<Arc<ModelStatus>> {
         self.read().models.get(name).cloned()
+    }
+
+    /// Whether any model's status meets `test`; cheaper than a [`StatusCache::snapshot`],
+    /// which copies every entry.
+    pub fn any(&self, test: impl Fn(&ModelStatus) -> bool) -> bool {
+        self.read().models.values().any(|s| test(s))
+    }
+
+    /// Calls `each` with every model's name, in order, under the cache's read lock.
+    pub fn for_each_name(&self, mut each: impl FnMut(&str)) {
+        for name in self.read().models.keys() {
+            each(name);
+        }
     }
 
     /// Every model's status.

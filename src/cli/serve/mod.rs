@@ -405,20 +405,29 @@ fn spawn_api(
     })
 }
 
-/// Caps the C allocator at two arenas; call before the async runtime starts its threads.
+/// Tunes the C allocator for a long-running controller; call before the async runtime
+/// starts its threads.
 ///
-/// glibc gives a thread that finds the arenas busy a new one, up to eight per core, and
-/// each keeps what is freed in it for reuse. Every relist allocates a copy of every live
-/// service and frees the previous one on whichever worker runs it, so with 1000 models the
-/// arenas of the workers and of the blocking pool each end up holding megabytes nobody
-/// uses (benches/memory.rs: ~62-65 MB resident by default, ~50-58 MB with two arenas).
-/// Two arenas match the runtime's two workers on a two-core host.
+/// - Two arenas. glibc gives a thread that finds the arenas busy a new one, up to eight
+///   per core, and each keeps what is freed in it for reuse. Every relist allocates a
+///   copy of every live service and frees the previous one on whichever worker runs it,
+///   so with 1000 models the arenas of the workers and of the blocking pool each ended up
+///   holding megabytes nobody used (benches/memory.rs: ~62-65 MB resident by default,
+///   ~50-58 MB with two arenas). Two arenas match the runtime's two workers on a
+///   two-core host.
+/// - A fixed mmap threshold of 256 KiB. By default glibc raises the threshold to the size
+///   of the largest block freed (up to 32 MiB), and the trim threshold to twice that: a
+///   relist's answer (about 2.5 kB per service, 25 MB for 10,000) is then taken from the
+///   heap the next time, and as much free memory is kept at its top for good. Fixed, a
+///   block that large is mapped and unmapped on its own and the heap is trimmed past
+///   128 KiB free (benches/swarm_resync.rs, 10,000 models: see the README).
 pub fn limit_malloc_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes the allocator's tuning; it allocates nothing and is
     // called before other threads exist.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
     }
 }
 

@@ -12,7 +12,6 @@ use crate::reconcile::problem::Problem;
 use crate::sources::files::{Declaration, FileDeclarations};
 use crate::sources::store::Store;
 use crate::swarm::Swarm;
-use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use tokio::sync::watch;
@@ -45,6 +44,11 @@ impl Context {
     }
 
     /// Builds a record's stack; its errors stay typed until the status words them.
+    ///
+    /// The stack is what a reconcile converges to; the record comes back without its
+    /// rendered template, which the stored entry already has (the memo keeps every
+    /// model's build, and the text is most of a record: about 4 kB with the default
+    /// template).
     pub fn build(
         &self,
         entry: &crate::desired::record::HistoryEntry,
@@ -56,7 +60,10 @@ impl Context {
         };
         self.pipeline()
             .build(entry.record.spec.clone(), identity, &entry.source)
-            .map(Arc::new)
+            .map(|mut desired| {
+                desired.record.rendered_template = String::new();
+                Arc::new(desired)
+            })
             .map_err(|errors| Problem::Invalid {
                 source: entry.source.clone(),
                 errors,
@@ -87,11 +94,6 @@ impl Declarations {
     /// The declarations as last scanned.
     pub fn current(&self) -> Arc<FileDeclarations> {
         self.files.borrow().clone()
-    }
-
-    /// Every model name the manifests mention.
-    pub fn names(&self) -> BTreeSet<String> {
-        self.current().models.keys().cloned().collect()
     }
 
     /// What the manifests say about `name`, in the terms [`super::decide()`] takes.

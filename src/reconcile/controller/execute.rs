@@ -74,7 +74,7 @@ impl Controller {
                 self.metrics.writes.fetch_add(1, Ordering::Relaxed);
                 info!(model, service = %name, action = "removed", reason = %reason, "removed service {name} of model {model} because {reason}");
                 self.observed.update(|o| {
-                    o.services.remove(id);
+                    std::sync::Arc::make_mut(&mut o.services).remove(id);
                     o.tasks.remove(id);
                 });
             }

@@ -8,9 +8,9 @@
 use super::context::Context;
 use crate::desired::Desired;
 use crate::desired::record::{HistoryEntry, Source};
+use crate::reconcile::observe::FastMap;
 use crate::reconcile::plan::InSync;
 use crate::reconcile::problem::Problem;
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// A model's desired stack, built once per deployment.
@@ -41,8 +41,8 @@ impl Built {
 /// Per model: the last deployment's build and the last plan's in-sync services.
 #[derive(Default)]
 pub(super) struct Memo {
-    built: Mutex<HashMap<String, Built>>,
-    in_sync: Mutex<HashMap<String, Vec<InSync>>>,
+    built: Mutex<FastMap<String, Built>>,
+    in_sync: Mutex<FastMap<String, Arc<[InSync]>>>,
 }
 
 /// Each change to either map is one insert or remove: a poisoned map is consistent.
@@ -74,15 +74,28 @@ impl Memo {
         result
     }
 
-    /// Takes what the last plan of `name` found in sync (the next plan gives it back).
-    pub fn take_in_sync(&self, name: &str) -> Vec<InSync> {
-        lock(&self.in_sync).remove(name).unwrap_or_default()
+    /// What the last plan of `name` found in sync (empty if nothing).
+    pub fn in_sync(&self, name: &str) -> Arc<[InSync]> {
+        lock(&self.in_sync)
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| Arc::new([]))
     }
 
-    /// Keeps what a plan of `name` found in sync for the next one.
+    /// Keeps what a plan of `name` found in sync for the next one. A converged model's
+    /// plan finds what the last one did, and the entry is left as it is.
     pub fn keep_in_sync(&self, name: &str, in_sync: &[InSync]) {
-        if !in_sync.is_empty() {
-            lock(&self.in_sync).insert(name.to_string(), in_sync.to_vec());
+        let mut memo = lock(&self.in_sync);
+        match memo.get_mut(name) {
+            Some(kept) if **kept == *in_sync => {}
+            Some(kept) if !in_sync.is_empty() => *kept = Arc::from(in_sync),
+            Some(_) => {
+                memo.remove(name);
+            }
+            None if !in_sync.is_empty() => {
+                memo.insert(name.to_string(), Arc::from(in_sync));
+            }
+            None => {}
         }
     }
 }

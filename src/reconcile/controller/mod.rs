@@ -43,7 +43,7 @@ pub use context::Declarations;
 pub use decide::{Decision, FileView, decide};
 pub use images::{DIGEST_TTL, DigestTtl, ImagePolicy, ResolveImage, image_digest_of};
 use memo::Memo;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -360,13 +360,35 @@ impl Controller {
         self.docker.calls()
     }
 
-    /// Every model worth a look: declared, recorded, live or with a status.
-    pub fn all_models(&self) -> BTreeSet<String> {
-        let mut names = self.cx.declarations.names();
-        names.extend(self.cx.store.names().unwrap_or_default());
-        names.extend(self.observed.get().models(&self.cx.instance.name));
-        names.extend(self.status.snapshot().models.keys().cloned());
-        names
+    /// Every model worth a look: declared, recorded, live or with a status; sorted.
+    ///
+    /// Every resync asks, so the four sources' names are gathered by reference and copied
+    /// once each (most models are in all four).
+    pub fn all_models(&self) -> Vec<String> {
+        let declared = self.cx.declarations.current();
+        let stored = self
+            .cx
+            .store
+            .shared_names()
+            .unwrap_or_else(|_| Arc::new([]));
+        let observed = self.observed.get();
+        let live = observed.models(&self.cx.instance.name);
+        let mut names: foldhash::HashSet<&str> = foldhash::HashSet::with_capacity_and_hasher(
+            stored.len().max(live.len()),
+            Default::default(),
+        );
+        names.extend(declared.models.keys().map(String::as_str));
+        names.extend(stored.iter().map(String::as_str));
+        names.extend(live.iter().copied());
+        let mut all: Vec<String> = Vec::with_capacity(names.len());
+        self.status.for_each_name(|name| {
+            if !names.contains(name) {
+                all.push(name.to_string());
+            }
+        });
+        all.extend(names.into_iter().map(str::to_string));
+        all.sort_unstable();
+        all
     }
 
     /// Creates the shared overlay network if it is missing: with the subnet asked for,

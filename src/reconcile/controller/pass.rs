@@ -26,7 +26,6 @@ use crate::reconcile::queue::Outcome;
 use crate::reconcile::rollback;
 use crate::reconcile::status::{self, Applied, Verdict};
 use crate::swarm::{ObservedService, UpdateState};
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use tracing::{debug, info, warn};
 
@@ -112,9 +111,9 @@ impl Controller {
         observed: &Observed,
     ) -> Result<Target, Stop> {
         let store = &self.cx.store;
-        let (latest, stopped) = match (store.latest(name), store.is_stopped(name)) {
-            (Ok(latest), Ok(stopped)) => (latest, stopped),
-            (Err(e), _) | (_, Err(e)) => {
+        let (latest, stopped) = match store.latest_and_stopped(name) {
+            Ok(read) => read,
+            Err(e) => {
                 warn!(model = name, error = %e, "cannot read the store");
                 let problem = Problem::StoreRead(Arc::new(e));
                 return Err(Stop::Report(
@@ -281,13 +280,13 @@ impl Controller {
         observed: &Observed,
     ) -> Plan {
         let intent = desired.map_or(Intent::Absent, |d| Intent::Apply(&d.stack));
-        let names: BTreeSet<&str> = desired
+        let names: Vec<&str> = desired
             .into_iter()
             .flat_map(|d| d.stack.services.iter())
             .filter_map(|s| s.name.as_deref())
             .collect();
-        let foreign = observed.foreign(&self.cx.instance.name, name, &names);
-        let in_sync = self.memo.take_in_sync(name);
+        let foreign = observed.named_other_than(owned, &names);
+        let in_sync = self.memo.in_sync(name);
         let plan = plan::plan(
             intent,
             Observation {

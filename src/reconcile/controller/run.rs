@@ -70,7 +70,7 @@ impl Controller {
     /// update). Such models are followed with a relist every `progress_interval`.
     fn anything_in_progress(&self) -> bool {
         use crate::reconcile::status::Phase;
-        self.status.snapshot().models.values().any(|s| {
+        self.status.any(|s| {
             matches!(
                 s.phase,
                 Phase::Pending | Phase::Progressing | Phase::Degraded

@@ -7,6 +7,7 @@ use crate::reconcile::observe;
 use crate::reconcile::status::Phase;
 use crate::sources::files::scan;
 use crate::swarm::fake::{FakeSwarm, Op};
+use std::collections::BTreeSet;
 use std::path::Path;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;

@@ -1,5 +1,6 @@
 use super::*;
 use bollard::models::ServiceSpec;
+use std::collections::BTreeSet;
 
 fn service(id: &str, name: &str, owner: Option<(&str, &str)>) -> ObservedService {
     let labels = owner.map(|(instance, model)| {
@@ -87,6 +88,57 @@ async fn tasks_are_up_to_date_while_they_run_their_services_template() {
     assert!(all_up_to_date(&cache, "m_web"));
 }
 
+#[tokio::test]
+async fn a_relist_that_finds_every_service_as_it_was_keeps_the_map() {
+    use crate::swarm::fake::FakeSwarm;
+    let fake = FakeSwarm::new();
+    let cache = ObservedCache::default();
+    let spec = |name: &str, replicas: i64| ServiceSpec {
+        name: Some(name.into()),
+        mode: Some(bollard::models::ServiceSpecMode {
+            replicated: Some(bollard::models::ServiceSpecModeReplicated {
+                replicas: Some(replicas),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let a = fake.create_service(&spec("a_web", 1)).await.unwrap();
+    fake.create_service(&spec("b_web", 1)).await.unwrap();
+    relist(&fake, &cache).await.unwrap();
+    let first = cache.get();
+    relist(&fake, &cache).await.unwrap();
+    let second = cache.get();
+    assert!(Arc::ptr_eq(&first.services, &second.services));
+    assert_eq!(second.services.len(), 2);
+
+    // One service changed: a new map, with the other service's entry kept.
+    let version = fake.service(&a).unwrap().version;
+    fake.update_service(&a, version, &spec("a_web", 2))
+        .await
+        .unwrap();
+    relist(&fake, &cache).await.unwrap();
+    let third = cache.get();
+    assert!(!Arc::ptr_eq(&second.services, &third.services));
+    assert_eq!(
+        third.services[&a].version,
+        fake.service(&a).unwrap().version
+    );
+    let b = third
+        .services
+        .values()
+        .find(|s| s.name() == "b_web")
+        .unwrap();
+    assert!(Arc::ptr_eq(b, &second.services[&b.id]));
+
+    // One service gone: a new map without it.
+    fake.remove_service(&a).await.unwrap();
+    relist(&fake, &cache).await.unwrap();
+    let fourth = cache.get();
+    assert_eq!(fourth.services.len(), 1);
+    assert!(!fourth.services.contains_key(&a));
+}
+
 fn ids(services: &[&ObservedService]) -> Vec<String> {
     let mut ids: Vec<String> = services.iter().map(|s| s.id.clone()).collect();
     ids.sort();
@@ -94,8 +146,16 @@ fn ids(services: &[&ObservedService]) -> Vec<String> {
 }
 
 /// Every lookup answered from the index and by scanning.
-fn lookups(o: &Observed) -> (Vec<String>, Vec<String>, Vec<String>, BTreeSet<String>) {
-    let names = BTreeSet::from(["mlmodel_a_web", "mlmodel_b_web", "other"]);
+type Lookups = (
+    Vec<String>,
+    Vec<String>,
+    Vec<String>,
+    Vec<String>,
+    BTreeSet<String>,
+);
+
+fn lookups(o: &Observed) -> Lookups {
+    let names = ["mlmodel_a_web", "mlmodel_b_web", "other"];
     (
         o.owned_by("mlmodel", "a")
             .iter()
@@ -103,7 +163,8 @@ fn lookups(o: &Observed) -> (Vec<String>, Vec<String>, Vec<String>, BTreeSet<Str
             .collect(),
         ids(&o.owned_by("mlmodel", "b")),
         ids(&o.foreign("mlmodel", "a", &names)),
-        o.models("mlmodel"),
+        ids(&o.named_other_than(&o.owned_by("mlmodel", "a"), &names)),
+        o.models("mlmodel").into_iter().map(String::from).collect(),
     )
 }
 
@@ -118,7 +179,7 @@ fn a_published_snapshot_answers_lookups_as_a_scan_would() {
             service("4", "other", Some(("staging", "a"))),
             service("5", "mlmodel_a_web", None),
         ] {
-            o.services.insert(s.id.clone(), Arc::new(s));
+            Arc::make_mut(&mut o.services).insert(s.id.clone(), Arc::new(s));
         }
     });
     let published = cache.get();
@@ -126,10 +187,11 @@ fn a_published_snapshot_answers_lookups_as_a_scan_would() {
     let scanned = (*published).clone();
     assert!(scanned.index.0.is_none(), "a clone carries no index");
     assert_eq!(lookups(&published), lookups(&scanned));
-    let (owned_a, owned_b, foreign, models) = lookups(&published);
+    let (owned_a, owned_b, foreign, other_than_owned, models) = lookups(&published);
     assert_eq!(owned_a, ["2", "1"], "sorted by name");
     assert_eq!(owned_b, ["3"]);
     assert_eq!(foreign, ["3", "4", "5"]);
+    assert_eq!(other_than_owned, foreign);
     assert_eq!(models, BTreeSet::from(["a".to_string(), "b".to_string()]));
 }
 
@@ -138,21 +200,18 @@ fn an_update_reindexes_the_snapshot_it_publishes() {
     let cache = ObservedCache::default();
     cache.update(|o| {
         let s = service("1", "mlmodel_a_web", Some(("mlmodel", "a")));
-        o.services.insert(s.id.clone(), Arc::new(s));
+        Arc::make_mut(&mut o.services).insert(s.id.clone(), Arc::new(s));
     });
     assert_eq!(cache.get().owned_by("mlmodel", "a").len(), 1);
     cache.update(|o| {
-        o.services.remove("1");
+        Arc::make_mut(&mut o.services).remove("1");
         let s = service("2", "mlmodel_b_web", Some(("mlmodel", "b")));
-        o.services.insert(s.id.clone(), Arc::new(s));
+        Arc::make_mut(&mut o.services).insert(s.id.clone(), Arc::new(s));
     });
     let observed = cache.get();
     assert!(observed.owned_by("mlmodel", "a").is_empty());
     assert_eq!(ids(&observed.owned_by("mlmodel", "b")), ["2"]);
-    assert_eq!(
-        observed.models("mlmodel"),
-        BTreeSet::from(["b".to_string()])
-    );
+    assert_eq!(observed.models("mlmodel"), ["b"]);
 }
 
 #[test]

@@ -127,7 +127,15 @@ async fn a_record_with_every_field_round_trips_exactly() {
     // Decoded from the database, not the newest-entry cache.
     let back = store.history("carls_model", 1).remove(0).unwrap();
     assert_eq!(back, original);
-    assert_eq!(*store.latest("carls_model").unwrap().unwrap(), original);
+    assert!(!original.record.rendered_template.is_empty());
+    // The newest entry comes without its rendered template; the rest is the same.
+    let latest = store.latest("carls_model").unwrap().unwrap();
+    assert_eq!(latest.record.rendered_template, "");
+    let mut stripped = original.clone();
+    stripped.record.rendered_template = String::new();
+    assert_eq!(*latest, stripped);
+    store.lock_latest().entries.clear();
+    assert_eq!(*store.latest("carls_model").unwrap().unwrap(), stripped);
     assert_eq!(
         back.record.deployment_time.to_bits(),
         original.record.deployment_time.to_bits()
@@ -227,8 +235,12 @@ async fn a_reader_racing_clear_and_stop_never_sees_no_record_and_not_stopped() {
             while !done.load(Ordering::Relaxed) {
                 let name = &names[current.load(Ordering::Relaxed)];
                 store.lock_latest().entries.remove(name);
-                let latest = store.latest(name).unwrap();
-                let stopped = store.is_stopped(name).unwrap();
+                // Both ways a reconcile may read them: one after the other, and at once.
+                let (latest, stopped) = if reads.is_multiple_of(2) {
+                    (store.latest(name).unwrap(), store.is_stopped(name).unwrap())
+                } else {
+                    store.latest_and_stopped(name).unwrap()
+                };
                 assert!(
                     latest.is_some() || stopped,
                     "{name}: no record and not stopped, after {reads} reads"
@@ -298,6 +310,24 @@ async fn two_models_do_not_interfere_even_when_one_name_prefixes_the_other() {
     assert_eq!(build_ids(&store, "m_2", 10), ["x1"]);
     assert!(!store.is_stopped("m").unwrap());
     assert_eq!(store.names().unwrap(), ["m", "m_2"]);
+}
+
+#[tokio::test]
+async fn the_kept_names_follow_every_write() {
+    let (_dir, store) = open_temp();
+    assert!(store.shared_names().unwrap().is_empty());
+    store.append(entry("b", "b1")).await.unwrap();
+    assert_eq!(*store.shared_names().unwrap(), ["b"]);
+    store.append(entry("a", "a1")).await.unwrap();
+    assert_eq!(*store.shared_names().unwrap(), ["a", "b"]);
+    store.set_stopped("c", true).await.unwrap();
+    assert_eq!(*store.shared_names().unwrap(), ["a", "b", "c"]);
+    store.clear("b").await.unwrap();
+    assert_eq!(*store.shared_names().unwrap(), ["a", "c"]);
+    // Kept: the same list is handed out until the next write.
+    let (first, second) = (store.shared_names().unwrap(), store.shared_names().unwrap());
+    assert!(Arc::ptr_eq(&first, &second));
+    assert_eq!(store.read_names().unwrap(), *first);
 }
 
 #[tokio::test]
