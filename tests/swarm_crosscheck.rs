@@ -258,7 +258,13 @@ fn object_names(stack: &StackSpec) -> HashMap<String, String> {
 }
 
 /// A service spec with its secret and config references named as Docker names them
-/// (through `names`) and without ids, which every deployment allocates anew.
+/// (through `names`) and without ids, which every deployment allocates anew; references
+/// to one object are put in the order of their file names.
+///
+/// `docker stack deploy` sorts the references by object name with Go's `sort.Slice`,
+/// which is not stable: one secret mounted twice (`secrets_and_configs.yml`) comes in
+/// either order from one deploy to the next (seen in CI), and the order of two mounts of
+/// one object means nothing to the engine. mlmodel keeps the file's order.
 fn docker_object_names(mut spec: Value, names: &HashMap<String, String>) -> Value {
     // A credential spec read from a config names it by id (Docker's side) or by
     // mlmodel's name (ours, until the write): both become Docker's name.
@@ -300,6 +306,19 @@ fn docker_object_names(mut spec: Value, names: &HashMap<String, String>) -> Valu
             if let Some(docker_name) = names.get(&name) {
                 reference.insert(name_key.to_string(), json!(docker_name));
             }
+        }
+        let Some(references) = spec
+            .pointer_mut(&format!("/TaskTemplate/ContainerSpec/{list}"))
+            .and_then(Value::as_array_mut)
+        else {
+            continue;
+        };
+        // Only neighbours that reference the same object change places: the order
+        // across objects is still compared.
+        let object = |r: &Value| r[name_key].as_str().unwrap_or_default().to_string();
+        let file = |r: &Value| r["File"]["Name"].as_str().unwrap_or_default().to_string();
+        for same in references.chunk_by_mut(|a, b| object(a) == object(b)) {
+            same.sort_by_key(file);
         }
     }
     spec
