@@ -110,6 +110,22 @@ ensure_netns() {
 	[[ $addrs == *"inet $address/24"* ]] || ip -n "$node" addr add "$address/24" dev eth0
 }
 
+# Removes vxlan devices left in a node's own network namespace. dockerd's overlay
+# driver creates a network's vxlan device there and at once moves it into the
+# network's sandbox, so one found there later was left behind by a dockerd that
+# stopped half-way. While it stays, every overlay network given the same VNI fails on
+# that node ("network sandbox join failed: ... error creating vxlan interface: file
+# exists"), and Swarm rejects the tasks it sends there for good (seen after nodes had
+# been stopped and started by the tests: mlmodel's failover found no node to run on).
+clear_stale_vxlan() {
+	local node="$1" link
+	for link in $(ip netns exec "$node" ip -o link show type vxlan 2>/dev/null |
+		awk -F': ' '{ sub(/@.*/, "", $2); print $2 }'); do
+		log "$node: removing the stale vxlan device $link"
+		ip netns exec "$node" ip link delete "$link" 2>/dev/null || true
+	done
+}
+
 # Starts a node's dockerd in the background unless it answers; waits for it.
 start_node() {
 	local node="$1" dockerd pid pidfile waited=0
@@ -117,6 +133,8 @@ start_node() {
 	dockerd="$(find_dockerd)" || die "dockerd is not installed (run scripts/swarm-up.sh first)"
 	ensure_bridge
 	ensure_netns "$node"
+	# Nothing of this node's can be using one while its dockerd is down.
+	clear_stale_vxlan "$node"
 	mkdir -p "$cluster_run/$node/exec" "$cluster_data/$node" "$cluster_logs"
 	pidfile="$(node_pidfile "$node")"
 	if [[ -f $pidfile ]]; then

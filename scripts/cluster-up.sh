@@ -77,6 +77,11 @@ done
 for i in $(seq "$total"); do
 	start_node "$cluster_prefix$i"
 done
+# A node left running by an earlier run may hold a stale vxlan device too; nothing
+# joins a network while the cluster comes up.
+for i in $(seq "$total"); do
+	ip netns list 2>/dev/null | grep -q "^$cluster_prefix$i\b" && clear_stale_vxlan "$cluster_prefix$i"
+done
 
 swarm_state() { node_docker "$1" info --format '{{.Swarm.LocalNodeState}}' 2>/dev/null || true; }
 cluster_id() { node_docker "$1" info --format '{{.Swarm.Cluster.ID}}' 2>/dev/null || true; }
