@@ -77,7 +77,7 @@ async fn run(models: usize, rounds: usize) {
         let before = CpuClock::Thread.now();
         let parsed: Vec<Service> = serde_json::from_slice(&answer).expect("parse");
         parse.push(CpuClock::Thread.now() - before);
-        assert_eq!(parsed.len(), listing.services.len());
+        assert_eq!(parsed.len(), listing.services().len());
     }
 
     // Context: the relist alone, and the manifests rescan the watcher also runs each period.
@@ -176,7 +176,7 @@ async fn run(models: usize, rounds: usize) {
         &[
             format!(
                 "baseline: CPU time to parse the JSON of Docker's list-services answer for these {} services ({:.1} MB), median of {rounds}",
-                listing.services.len(),
+                listing.services().len(),
                 answer.len() as f64 / 1e6
             ),
             "a resync = relist (list services, list tasks) + reconcile of every model, as the periodic tick does; the fake hands back values, so the real engine adds reading its answers (measured by swarm_resync)".to_string(),

@@ -37,27 +37,52 @@ pub async fn list(
     let generation = state.readers.status.generation();
     let mut cache = state.listing.lock().unwrap_or_else(|p| p.into_inner());
     if cache.generation != Some(generation) {
-        let snapshot = state.readers.status.snapshot();
-        cache.bodies = [false, true].map(|live_only| {
-            let models = || {
-                snapshot
-                    .models
-                    .values()
-                    .filter(move |s| s.active || !live_only)
-            };
-            let brief: Vec<Value> = models()
-                .map(|s| json!({"name": s.name, "valid": s.valid, "active": s.active}))
-                .collect();
-            let detailed: Vec<&ModelStatus> = models().map(|s| s.as_ref()).collect();
-            [
-                Bytes::from(serde_json::to_vec(&brief).unwrap_or_default()),
-                Bytes::from(serde_json::to_vec(&detailed).unwrap_or_default()),
-            ]
-        });
+        // Only the answers asked for are kept: at 10,000 models, each detailed one is
+        // megabytes.
+        cache.bodies = Default::default();
         cache.generation = Some(generation);
     }
-    let body = cache.bodies[usize::from(live_only)][usize::from(detailed)].clone();
+    let slot = &mut cache.bodies[usize::from(live_only)][usize::from(detailed)];
+    let body = match slot {
+        Some(body) => body.clone(),
+        None => {
+            let snapshot = state.readers.status.snapshot();
+            let models = snapshot
+                .models
+                .values()
+                .filter(|s| s.active || !live_only)
+                .map(|s| s.as_ref());
+            let encoded = if detailed {
+                serde_json::to_vec(&models.collect::<Vec<&ModelStatus>>())
+            } else {
+                serde_json::to_vec(&models.map(Brief::of).collect::<Vec<Brief>>())
+            };
+            // Exactly as long as the answer: a body grown by doubling keeps its slack
+            // for as long as it is cached.
+            let body = Bytes::from(encoded.unwrap_or_default().into_boxed_slice());
+            *slot = Some(body.clone());
+            body
+        }
+    };
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+/// A model in the brief `GET /` answer (keys in the original's order).
+#[derive(serde::Serialize)]
+struct Brief<'a> {
+    active: bool,
+    name: &'a str,
+    valid: bool,
+}
+
+impl<'a> Brief<'a> {
+    fn of(status: &'a ModelStatus) -> Self {
+        Self {
+            active: status.active,
+            name: &status.name,
+            valid: status.valid,
+        }
+    }
 }
 
 /// `POST /{name}` and `PUT /{name}`: records and applies a deployment.

@@ -58,11 +58,12 @@ pub struct ApiState {
     pub shutdown: tokio_util::sync::CancellationToken,
 }
 
-/// `GET /` bodies: indexed by `live_only`, then by `verbose`.
+/// `GET /` bodies of one status generation, each made when first asked for: indexed by
+/// `live_only`, then by `verbose`.
 #[derive(Default)]
 struct ListingCache {
     generation: Option<u64>,
-    bodies: [[axum::body::Bytes; 2]; 2],
+    bodies: [[Option<axum::body::Bytes>; 2]; 2],
 }
 
 impl ApiState {

@@ -386,6 +386,36 @@ async fn writes_need_the_token_when_one_is_set_and_reads_never_do() {
 }
 
 #[tokio::test]
+async fn a_listing_asked_again_follows_the_statuses() {
+    let api = api().await;
+    api.post("/m", BODY).await;
+    api.controller.reconcile("m").await;
+    assert_eq!(api.get("/").await.1.as_array().unwrap().len(), 1);
+    assert_eq!(
+        api.get("/?live_only=true&verbose=true").await.1[0]["name"],
+        "m"
+    );
+    api.post("/n", BODY).await;
+    api.controller.reconcile("n").await;
+    let names = |listing: serde_json::Value| -> Vec<String> {
+        let mut names: Vec<String> = listing
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["name"].as_str().unwrap().to_string())
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(names(api.get("/").await.1), ["m", "n"]);
+    assert_eq!(
+        names(api.get("/?live_only=true&verbose=true").await.1),
+        ["m", "n"]
+    );
+    assert_eq!(names(api.get("/?verbose=true").await.1), ["m", "n"]);
+}
+
+#[tokio::test]
 async fn status_and_listing_come_from_the_reconciler() {
     let api = api().await;
     api.post("/m", BODY).await;

@@ -347,8 +347,10 @@ fn failing_tasks(old: &ModelStatus, new: &ModelStatus, notes: &mut Vec<Note>) {
 /// is their JSON array, oldest first.
 pub struct EventLog {
     store: Store,
-    /// Each model's events as last written, once read.
-    cache: Mutex<HashMap<String, Vec<Event>>>,
+    /// The events of models whose last write failed, as they would have been written:
+    /// served, and added to, until a write succeeds. (Written events are read back from
+    /// the store; kept here too, they would hold every model's events in memory.)
+    unsaved: Mutex<HashMap<String, Vec<Event>>>,
     feed: broadcast::Sender<Arc<ModelEvent>>,
     /// Written since the last flush.
     dirty: AtomicBool,
@@ -364,7 +366,7 @@ impl EventLog {
     pub fn new(store: Store) -> Arc<Self> {
         Arc::new(Self {
             store,
-            cache: Mutex::new(HashMap::new()),
+            unsaved: Mutex::new(HashMap::new()),
             feed: broadcast::channel(1024).0,
             dirty: AtomicBool::new(false),
             recorded: AtomicU64::new(0),
@@ -379,26 +381,26 @@ impl EventLog {
             return;
         }
         let now = crate::desired::record::now_unix_seconds();
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        let events = match cache.entry(model.to_string()) {
-            std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
-            std::collections::hash_map::Entry::Vacant(entry) => {
-                entry.insert(self.read(model).unwrap_or_default())
-            }
+        // Held while reading, merging and writing: records of one model never interleave.
+        let mut unsaved = self.unsaved.lock().unwrap_or_else(|p| p.into_inner());
+        let mut events = match unsaved.remove(model) {
+            Some(events) => events,
+            None => self.read(model).unwrap_or_default(),
         };
         let mut fed = Vec::with_capacity(notes.len());
         for note in notes {
-            let event = merge(events, note, deployment_id, now);
+            let event = merge(&mut events, note, deployment_id, now);
             self.recorded.fetch_add(1, Ordering::Relaxed);
             fed.push(event);
         }
-        let encoded = serde_json::to_vec(&*events).unwrap_or_default();
+        let encoded = serde_json::to_vec(&events).unwrap_or_default();
         if let Err(error) = self.store.put_events(model, &encoded) {
             self.failed_write(model, &error);
+            unsaved.insert(model.to_string(), events);
         } else {
             self.dirty.store(true, Ordering::Relaxed);
         }
-        drop(cache);
+        drop(unsaved);
         for event in fed {
             let _ = self.feed.send(Arc::new(ModelEvent {
                 model: model.to_string(),
@@ -416,7 +418,7 @@ impl EventLog {
     /// A model's events, oldest first.
     pub fn list(&self, model: &str) -> Result<Vec<Event>, StoreError> {
         if let Some(events) = self
-            .cache
+            .unsaved
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(model)

@@ -286,7 +286,7 @@ fn usage(observed: &Observed, id: &str, name: &str) -> (Usage, Usage) {
     let mut used = Usage::default();
     let mut needed = Usage::default();
     let mut nodes: HashSet<&str> = HashSet::new();
-    for service in observed.services.values() {
+    for service in observed.services().values() {
         if !attached(service, id, name) {
             continue;
         }

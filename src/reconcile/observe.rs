@@ -17,14 +17,17 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 /// Everything known about the live swarm, as of the last list or event.
+///
+/// Published as shared snapshots (see [`ObservedCache`]). Its services and tasks are
+/// persistent maps: a copy shares every entry with its original, so publishing the
+/// change one Docker event makes costs a few map nodes, not a copy of every service
+/// (which, once per event, made the events of N new services cost N² at start).
 #[derive(Debug, Clone, Default)]
 pub struct Observed {
-    /// Services by id. Shared, so that publishing a change to one service (after every
-    /// Docker event) copies pointers rather than every service's spec, and a relist that
-    /// finds every service as it was keeps the map itself.
-    pub services: Arc<Services>,
-    /// Current tasks (desired running, or ready to restart) by service id (shared, like
-    /// the services).
+    /// Services by id; changed through [`Observed::put_service`] and
+    /// [`Observed::remove_service`], which keep the index in step.
+    services: Services,
+    /// Current tasks (desired running, or ready to restart) by service id.
     pub tasks: Tasks,
     /// Nodes by id: cleared by a node event, listed again at the next relist.
     pub nodes: HashMap<String, ObservedNode>,
@@ -39,10 +42,9 @@ pub struct Observed {
     pub objects: HashMap<(ObjectKind, String), String>,
     /// When services and tasks were last listed (unix seconds); 0 before the first list.
     pub listed_at: f64,
-    /// Services by owner and by name, for snapshots published through [`ObservedCache`].
-    index: IndexSlot,
+    /// Services by owner and by name.
+    index: Index,
 }
-
 /// A task that left its service's current tasks, and where it was.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Departed {
@@ -77,53 +79,71 @@ pub struct Unfit {
 /// Services by owner and by name, so that reconciling one model reads its own services
 /// instead of scanning every live one (a resync of N models would otherwise cost N²).
 /// It holds the services themselves (shared with [`Observed::services`]), not their ids,
-/// so a lookup is one map walk.
-#[derive(Debug, Default)]
+/// so a lookup is one map walk. Kept in step with the services one change at a time.
+#[derive(Debug, Clone, Default)]
 struct Index {
-    /// Instance, then model, to the services so labelled, sorted by name.
-    owned: FastMap<String, FastMap<String, Vec<Arc<ObservedService>>>>,
+    /// Instance, then model, to the services so labelled, sorted by name (then id).
+    owned: PersistentMap<String, PersistentMap<String, Vec<Arc<ObservedService>>>>,
     /// Service name to services (more than one only while a replacement is half seen).
-    named: FastMap<String, Vec<Arc<ObservedService>>>,
+    named: PersistentMap<String, Vec<Arc<ObservedService>>>,
 }
 
 impl Index {
     fn build(services: &Services) -> Self {
         let mut index = Index::default();
         for service in services.values() {
-            index
-                .named
-                .entry(service.name().to_string())
-                .or_default()
-                .push(service.clone());
-            if let (Some(instance), Some(model)) = (
-                service.label(labels::MANAGED_BY),
-                service.label(labels::NAME),
-            ) {
-                index
-                    .owned
-                    .entry(instance.to_string())
-                    .or_default()
-                    .entry(model.to_string())
-                    .or_default()
-                    .push(service.clone());
-            }
-        }
-        for owned in index.owned.values_mut().flat_map(FastMap::values_mut) {
-            owned.sort_by(|a, b| a.name().cmp(b.name()));
+            index.add(service);
         }
         index
     }
+
+    fn add(&mut self, service: &Arc<ObservedService>) {
+        self.named
+            .entry(service.name().to_string())
+            .or_default()
+            .push(service.clone());
+        if let Some((instance, model)) = owner(service) {
+            let owned = self
+                .owned
+                .entry(instance.to_string())
+                .or_default()
+                .entry(model.to_string())
+                .or_default();
+            let key = (service.name(), service.id.as_str());
+            let at = owned.partition_point(|s| (s.name(), s.id.as_str()) <= key);
+            owned.insert(at, service.clone());
+        }
+    }
+
+    fn forget(&mut self, service: &ObservedService) {
+        if let Some(named) = self.named.get_mut(service.name()) {
+            named.retain(|s| s.id != service.id);
+            if named.is_empty() {
+                self.named.remove(service.name());
+            }
+        }
+        if let Some((instance, model)) = owner(service)
+            && let Some(models) = self.owned.get_mut(instance)
+        {
+            if let Some(owned) = models.get_mut(model) {
+                owned.retain(|s| s.id != service.id);
+                if owned.is_empty() {
+                    models.remove(model);
+                }
+            }
+            if models.is_empty() {
+                self.owned.remove(instance);
+            }
+        }
+    }
 }
 
-/// Holds the index of a published snapshot. A clone starts without one: the clone may be
-/// changed, and an index carried over would go stale. Without an index, lookups scan.
-#[derive(Debug, Default)]
-struct IndexSlot(Option<Arc<Index>>);
-
-impl Clone for IndexSlot {
-    fn clone(&self) -> Self {
-        Self(None)
-    }
+/// The instance and model a service is labelled with, if both.
+fn owner(service: &ObservedService) -> Option<(&str, &str)> {
+    Some((
+        service.label(labels::MANAGED_BY)?,
+        service.label(labels::NAME)?,
+    ))
 }
 
 impl Observed {
@@ -132,23 +152,31 @@ impl Observed {
         self.listed_at > 0.0
     }
 
-    /// Services owned by `instance` and labelled with `model`, sorted by name.
-    pub fn owned_by<'a>(&'a self, instance: &str, model: &str) -> Vec<&'a ObservedService> {
-        if let Some(index) = &self.index.0 {
-            let owned = index.owned.get(instance).and_then(|m| m.get(model));
-            return owned.into_iter().flatten().map(Arc::as_ref).collect();
+    /// Services by id.
+    pub fn services(&self) -> &Services {
+        &self.services
+    }
+
+    /// Adds a service, or replaces the one with its id.
+    pub fn put_service(&mut self, service: Arc<ObservedService>) {
+        if let Some(old) = self.services.insert(service.id.clone(), service.clone()) {
+            self.index.forget(&old);
         }
-        let mut owned: Vec<&ObservedService> = self
-            .services
-            .values()
-            .map(Arc::as_ref)
-            .filter(|s| {
-                s.label(labels::MANAGED_BY) == Some(instance)
-                    && s.label(labels::NAME) == Some(model)
-            })
-            .collect();
-        owned.sort_by(|a, b| a.name().cmp(b.name()));
-        owned
+        self.index.add(&service);
+    }
+
+    /// Forgets a service and its tasks.
+    pub fn remove_service(&mut self, id: &str) {
+        if let Some(old) = self.services.remove(id) {
+            self.index.forget(&old);
+        }
+        self.tasks.remove(id);
+    }
+
+    /// Services owned by `instance` and labelled with `model`, sorted by name (then id).
+    pub fn owned_by<'a>(&'a self, instance: &str, model: &str) -> Vec<&'a ObservedService> {
+        let owned = self.index.owned.get(instance).and_then(|m| m.get(model));
+        owned.into_iter().flatten().map(Arc::as_ref).collect()
     }
 
     /// The services named in `names` other than `owned` (a model's own services, from
@@ -168,9 +196,7 @@ impl Observed {
         model: &str,
         names: &[&str],
     ) -> Vec<&'a ObservedService> {
-        self.named_where(names, |s| {
-            !(s.label(labels::MANAGED_BY) == Some(instance) && s.label(labels::NAME) == Some(model))
-        })
+        self.named_where(names, |s| owner(s) != Some((instance, model)))
     }
 
     /// The services named in `names` that pass `keep`.
@@ -179,41 +205,22 @@ impl Observed {
         names: &[&str],
         keep: impl Fn(&ObservedService) -> bool,
     ) -> Vec<&'a ObservedService> {
-        match &self.index.0 {
-            Some(index) => names
-                .iter()
-                .filter_map(|name| index.named.get(*name))
-                .flatten()
-                .map(Arc::as_ref)
-                .filter(|s| keep(s))
-                .collect(),
-            None => self
-                .services
-                .values()
-                .map(Arc::as_ref)
-                .filter(|s| names.contains(&s.name()) && keep(s))
-                .collect(),
-        }
+        names
+            .iter()
+            .filter_map(|name| self.index.named.get(*name))
+            .flatten()
+            .map(Arc::as_ref)
+            .filter(|s| keep(s))
+            .collect()
     }
 
     /// Every model name this instance owns services of, in no particular order.
     pub fn models<'a>(&'a self, instance: &str) -> Vec<&'a str> {
-        if let Some(index) = &self.index.0 {
-            return index
-                .owned
-                .get(instance)
-                .map(|models| models.keys().map(String::as_str).collect())
-                .unwrap_or_default();
-        }
-        let mut names: Vec<&str> = self
-            .services
-            .values()
-            .filter(|s| s.label(labels::MANAGED_BY) == Some(instance))
-            .filter_map(|s| s.label(labels::NAME))
-            .collect();
-        names.sort_unstable();
-        names.dedup();
-        names
+        self.index
+            .owned
+            .get(instance)
+            .map(|models| models.keys().map(String::as_str).collect())
+            .unwrap_or_default()
     }
 
     /// The model a service belongs to, if it is this instance's.
@@ -259,10 +266,7 @@ impl ObservedCache {
     /// [`ObservedCache::update`] when most of the snapshot is replaced anyway.
     pub fn replace(&self, build: impl FnOnce(&Observed) -> Observed) {
         let mut guard = self.inner.write().unwrap_or_else(|p| p.into_inner());
-        let mut next = build(&guard);
-        if next.index.0.is_none() {
-            next.index = IndexSlot(Some(Arc::new(Index::build(&next.services))));
-        }
+        let next = build(&guard);
         *guard = Arc::new(next);
     }
 }
@@ -294,9 +298,10 @@ pub async fn relist(swarm: &dyn Swarm, cache: &ObservedCache) -> Result<(), Swar
     let by_service = merge_tasks(&old, &services, &unchanged, tasks)?;
     let departed = departed(&old, &services, &by_service, &nodes, now);
     let unfit = unfit(&old, &services, &by_service);
-    let index = matches!(unchanged, Unchanged::All)
-        .then(|| old.index.0.clone())
-        .flatten();
+    let index = match unchanged {
+        Unchanged::All => old.index.clone(),
+        Unchanged::Some(_) => Index::build(&services),
+    };
     drop(unchanged);
     drop(old);
     let tasks = by_service
@@ -314,16 +319,21 @@ pub async fn relist(swarm: &dyn Swarm, cache: &ObservedCache) -> Result<(), Swar
         networks: current.networks.clone(),
         objects: current.objects.clone(),
         listed_at: now,
-        index: IndexSlot(index),
+        index,
     });
     Ok(())
 }
 
-/// Services by id, shared (see [`Observed::services`]).
-pub type Services = FastMap<String, Arc<ObservedService>>;
+/// Services by id (see [`Observed::services`]).
+pub type Services = PersistentMap<String, Arc<ObservedService>>;
 
-/// Current tasks by service id, shared (see [`Observed::tasks`]).
-pub type Tasks = FastMap<String, Arc<[ObservedTask]>>;
+/// Current tasks by service id (see [`Observed::tasks`]).
+pub type Tasks = PersistentMap<String, Arc<[ObservedTask]>>;
+
+/// A hash map whose copies share their entries (a hash array mapped trie): copying one
+/// is constant time, and changing a copy copies only the path to the changed entry.
+pub type PersistentMap<K, V> =
+    imbl::GenericHashMap<K, V, foldhash::fast::RandomState, imbl::shared_ptr::DefaultSharedPtr>;
 
 /// The maps a resync looks every model up in: keyed by ids and names mlmodel and Docker
 /// made, hashed with foldhash rather than SipHash (a fifth of a resync's hashing time;
@@ -357,7 +367,7 @@ impl Unchanged<'_> {
 fn merge_services(
     old: &Observed,
     listed: Vec<ListedService>,
-) -> Result<(Arc<Services>, Unchanged<'_>), SwarmError> {
+) -> Result<(Services, Unchanged<'_>), SwarmError> {
     let as_cached = listed.len() == old.services.len()
         && listed.iter().all(|service| {
             old.services
@@ -368,7 +378,7 @@ fn merge_services(
         return Ok((old.services.clone(), Unchanged::All));
     }
     let mut unchanged = foldhash::HashSet::default();
-    let mut services = Services::with_capacity_and_hasher(listed.len(), Default::default());
+    let mut services = Services::default();
     for service in listed {
         let entry = match old.services.get(&service.id) {
             Some(cached) if service.is_unchanged(cached) => {
@@ -379,7 +389,7 @@ fn merge_services(
         };
         services.insert(entry.id.clone(), entry);
     }
-    Ok((Arc::new(services), Unchanged::Some(unchanged)))
+    Ok((services, Unchanged::Some(unchanged)))
 }
 
 /// The listed tasks by service id, each with its image and whether it is up to date.
@@ -559,12 +569,9 @@ pub async fn refresh_service(
             if old.is_some_and(|o| o.spec.task_template != service.spec.task_template) {
                 outdate_tasks(&mut observed.tasks, &service.id);
             }
-            Arc::make_mut(&mut observed.services).insert(service.id.clone(), Arc::new(service));
+            observed.put_service(Arc::new(service));
         }
-        None => {
-            Arc::make_mut(&mut observed.services).remove(id);
-            observed.tasks.remove(id);
-        }
+        None => observed.remove_service(id),
     });
     Ok(after.or(before))
 }

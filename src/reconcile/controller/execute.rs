@@ -73,10 +73,7 @@ impl Controller {
                 self.cx.swarm.remove_service(id).await?;
                 self.metrics.writes.fetch_add(1, Ordering::Relaxed);
                 info!(model, service = %name, action = "removed", reason = %reason, "removed service {name} of model {model} because {reason}");
-                self.observed.update(|o| {
-                    std::sync::Arc::make_mut(&mut o.services).remove(id);
-                    o.tasks.remove(id);
-                });
+                self.observed.update(|o| o.remove_service(id));
             }
         }
         Ok(())
@@ -93,7 +90,7 @@ impl Controller {
         reason: &str,
     ) -> Result<(), SwarmError> {
         let name = spec.name.as_deref().unwrap_or_default();
-        let live = self.observed.get().services.get(id).cloned();
+        let live = self.observed.get().services().get(id).cloned();
         let sent = self
             .pinned(model, self.with_object_ids(spec)?, live.as_deref())
             .await;
@@ -117,7 +114,7 @@ impl Controller {
                     attempt += 1;
                     self.refresh(id).await?;
                     let observed = self.observed.get();
-                    let Some(live) = observed.services.get(id) else {
+                    let Some(live) = observed.services().get(id) else {
                         // Removed meanwhile: the next reconcile recreates it.
                         self.queue.add(model);
                         return Ok(());

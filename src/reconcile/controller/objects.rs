@@ -106,7 +106,7 @@ impl Controller {
         let instance = self.cx.instance.name.as_str();
         // A rollout in flight, or one that may roll back, can need its previous spec's
         // objects, which the listed specs do not show.
-        let rolling = observed.services.values().any(|s| {
+        let rolling = observed.services().values().any(|s| {
             s.label(labels::MANAGED_BY) == Some(instance)
                 && matches!(
                     s.update_state,
@@ -122,7 +122,7 @@ impl Controller {
             return Ok(false);
         }
         let used: HashSet<(ObjectKind, &str)> = observed
-            .services
+            .services()
             .values()
             .flat_map(|s| object_names(&s.spec))
             .collect();

@@ -180,3 +180,30 @@ async fn the_log_keeps_events_in_the_store_across_a_reopen_and_feeds_watchers() 
     );
     assert!(log.list("other").unwrap().is_empty());
 }
+
+#[test]
+fn events_the_store_refuses_are_served_from_memory_and_added_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let log = EventLog::new(store.clone());
+    // The store takes no key with its separator in it: every write of this one fails.
+    let refused = "bad\0name";
+    log.record(
+        refused,
+        vec![Note::recorded("d1", "img:1", "api")],
+        Some("d1"),
+    );
+    log.record(refused, vec![Note::stopped(false)], Some("d1"));
+    assert_eq!(log.write_errors.load(Ordering::Relaxed), 2);
+    let reasons: Vec<String> = log
+        .list(refused)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.reason)
+        .collect();
+    assert_eq!(reasons, ["Recorded", "Stopped"]);
+    // A model the store takes is read back from it, not held.
+    log.record("m", vec![Note::stopped(false)], Some("d1"));
+    assert!(store.events("m").unwrap().is_some());
+    assert_eq!(log.list("m").unwrap().len(), 1);
+}

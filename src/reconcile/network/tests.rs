@@ -113,7 +113,7 @@ fn usage_counts_tasks_vips_and_nodes_of_the_services_on_the_network() {
         service("b", "net1", 1, true),
         service("other", "net2", 5, false),
     ] {
-        Arc::make_mut(&mut observed.services).insert(s.id.clone(), s);
+        observed.put_service(s);
     }
     observed.tasks.insert(
         "a".into(),

@@ -109,8 +109,8 @@ async fn a_relist_that_finds_every_service_as_it_was_keeps_the_map() {
     let first = cache.get();
     relist(&fake, &cache).await.unwrap();
     let second = cache.get();
-    assert!(Arc::ptr_eq(&first.services, &second.services));
-    assert_eq!(second.services.len(), 2);
+    assert!(first.services().ptr_eq(second.services()));
+    assert_eq!(second.services().len(), 2);
 
     // One service changed: a new map, with the other service's entry kept.
     let version = fake.service(&a).unwrap().version;
@@ -119,24 +119,24 @@ async fn a_relist_that_finds_every_service_as_it_was_keeps_the_map() {
         .unwrap();
     relist(&fake, &cache).await.unwrap();
     let third = cache.get();
-    assert!(!Arc::ptr_eq(&second.services, &third.services));
+    assert!(!second.services().ptr_eq(third.services()));
     assert_eq!(
-        third.services[&a].version,
+        third.services()[&a].version,
         fake.service(&a).unwrap().version
     );
     let b = third
-        .services
+        .services()
         .values()
         .find(|s| s.name() == "b_web")
         .unwrap();
-    assert!(Arc::ptr_eq(b, &second.services[&b.id]));
+    assert!(Arc::ptr_eq(b, &second.services()[&b.id]));
 
     // One service gone: a new map without it.
     fake.remove_service(&a).await.unwrap();
     relist(&fake, &cache).await.unwrap();
     let fourth = cache.get();
-    assert_eq!(fourth.services.len(), 1);
-    assert!(!fourth.services.contains_key(&a));
+    assert_eq!(fourth.services().len(), 1);
+    assert!(!fourth.services().contains_key(&a));
 }
 
 fn ids(services: &[&ObservedService]) -> Vec<String> {
@@ -145,7 +145,7 @@ fn ids(services: &[&ObservedService]) -> Vec<String> {
     ids
 }
 
-/// Every lookup answered from the index and by scanning.
+/// Every lookup a reconcile makes.
 type Lookups = (
     Vec<String>,
     Vec<String>,
@@ -154,18 +154,58 @@ type Lookups = (
     BTreeSet<String>,
 );
 
+const NAMES: [&str; 3] = ["mlmodel_a_web", "mlmodel_b_web", "other"];
+
+/// The lookups, answered from the index.
 fn lookups(o: &Observed) -> Lookups {
-    let names = ["mlmodel_a_web", "mlmodel_b_web", "other"];
     (
         o.owned_by("mlmodel", "a")
             .iter()
             .map(|s| s.id.clone())
             .collect(),
         ids(&o.owned_by("mlmodel", "b")),
-        ids(&o.foreign("mlmodel", "a", &names)),
-        ids(&o.named_other_than(&o.owned_by("mlmodel", "a"), &names)),
+        ids(&o.foreign("mlmodel", "a", &NAMES)),
+        ids(&o.named_other_than(&o.owned_by("mlmodel", "a"), &NAMES)),
         o.models("mlmodel").into_iter().map(String::from).collect(),
     )
+}
+
+/// The same lookups, answered by scanning every service.
+fn scanned(o: &Observed) -> Lookups {
+    let owner = |s: &ObservedService| {
+        (
+            s.label(labels::MANAGED_BY).map(String::from),
+            s.label(labels::NAME).map(String::from),
+        )
+    };
+    let mine = |model: &str| (Some("mlmodel".to_string()), Some(model.to_string()));
+    let owned = |model: &str| {
+        let mut owned: Vec<&ObservedService> = o
+            .services()
+            .values()
+            .map(Arc::as_ref)
+            .filter(|s| owner(s) == mine(model))
+            .collect();
+        owned.sort_by(|a, b| (a.name(), &a.id).cmp(&(b.name(), &b.id)));
+        owned.iter().map(|s| s.id.clone()).collect::<Vec<_>>()
+    };
+    let foreign: Vec<&ObservedService> = o
+        .services()
+        .values()
+        .map(Arc::as_ref)
+        .filter(|s| NAMES.contains(&s.name()) && owner(s) != mine("a"))
+        .collect();
+    let models = o
+        .services()
+        .values()
+        .filter_map(|s| match owner(s) {
+            (Some(instance), Some(model)) if instance == "mlmodel" => Some(model),
+            _ => None,
+        })
+        .collect();
+    let mut owned_b = owned("b");
+    owned_b.sort();
+    (owned("a"), owned_b, ids(&foreign), ids(&foreign), models)
 }
 
 #[test]
@@ -179,14 +219,11 @@ fn a_published_snapshot_answers_lookups_as_a_scan_would() {
             service("4", "other", Some(("staging", "a"))),
             service("5", "mlmodel_a_web", None),
         ] {
-            Arc::make_mut(&mut o.services).insert(s.id.clone(), Arc::new(s));
+            o.put_service(Arc::new(s));
         }
     });
     let published = cache.get();
-    assert!(published.index.0.is_some());
-    let scanned = (*published).clone();
-    assert!(scanned.index.0.is_none(), "a clone carries no index");
-    assert_eq!(lookups(&published), lookups(&scanned));
+    assert_eq!(lookups(&published), scanned(&published));
     let (owned_a, owned_b, foreign, other_than_owned, models) = lookups(&published);
     assert_eq!(owned_a, ["2", "1"], "sorted by name");
     assert_eq!(owned_b, ["3"]);
@@ -199,19 +236,86 @@ fn a_published_snapshot_answers_lookups_as_a_scan_would() {
 fn an_update_reindexes_the_snapshot_it_publishes() {
     let cache = ObservedCache::default();
     cache.update(|o| {
-        let s = service("1", "mlmodel_a_web", Some(("mlmodel", "a")));
-        Arc::make_mut(&mut o.services).insert(s.id.clone(), Arc::new(s));
+        o.put_service(Arc::new(service(
+            "1",
+            "mlmodel_a_web",
+            Some(("mlmodel", "a")),
+        )));
     });
-    assert_eq!(cache.get().owned_by("mlmodel", "a").len(), 1);
+    let before = cache.get();
+    assert_eq!(before.owned_by("mlmodel", "a").len(), 1);
     cache.update(|o| {
-        Arc::make_mut(&mut o.services).remove("1");
-        let s = service("2", "mlmodel_b_web", Some(("mlmodel", "b")));
-        Arc::make_mut(&mut o.services).insert(s.id.clone(), Arc::new(s));
+        o.remove_service("1");
+        o.put_service(Arc::new(service(
+            "2",
+            "mlmodel_b_web",
+            Some(("mlmodel", "b")),
+        )));
     });
     let observed = cache.get();
     assert!(observed.owned_by("mlmodel", "a").is_empty());
     assert_eq!(ids(&observed.owned_by("mlmodel", "b")), ["2"]);
     assert_eq!(observed.models("mlmodel"), ["b"]);
+    assert_eq!(
+        ids(&before.owned_by("mlmodel", "a")),
+        ["1"],
+        "an earlier snapshot is left as it was"
+    );
+    assert_eq!(lookups(&observed), scanned(&observed));
+}
+
+#[test]
+fn a_service_replaced_under_its_id_leaves_its_old_name_and_owner() {
+    let mut o = Observed::default();
+    o.put_service(Arc::new(service(
+        "1",
+        "mlmodel_a_web",
+        Some(("mlmodel", "a")),
+    )));
+    o.put_service(Arc::new(service(
+        "2",
+        "mlmodel_a_db",
+        Some(("mlmodel", "a")),
+    )));
+    // The same id relabelled and renamed (an update of a foreign service's labels).
+    o.put_service(Arc::new(service("1", "other", Some(("staging", "a")))));
+    assert_eq!(lookups(&o), scanned(&o));
+    assert_eq!(ids(&o.owned_by("mlmodel", "a")), ["2"]);
+    assert_eq!(ids(&o.foreign("mlmodel", "a", &["other"])), ["1"]);
+    o.put_service(Arc::new(service("2", "mlmodel_a_db", None)));
+    assert!(o.models("mlmodel").is_empty());
+    assert_eq!(lookups(&o), scanned(&o));
+}
+
+#[test]
+fn many_changes_keep_the_index_equal_to_a_scan() {
+    let mut o = Observed::default();
+    let owners = [
+        Some(("mlmodel", "a")),
+        Some(("mlmodel", "b")),
+        Some(("staging", "a")),
+        None,
+    ];
+    // A fixed walk of puts and removes over a few ids, names and owners.
+    let mut state: u64 = 7;
+    let mut removes = 0;
+    for _ in 0..500 {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let step = (state >> 33) as usize;
+        let id = (step % 9).to_string();
+        if step.is_multiple_of(5) {
+            removes += 1;
+            o.remove_service(&id);
+        } else {
+            let name = NAMES[(step / 7) % NAMES.len()];
+            let owner = owners[(step / 11) % owners.len()];
+            o.put_service(Arc::new(service(&id, name, owner)));
+        }
+        assert_eq!(lookups(&o), scanned(&o));
+    }
+    assert!((50..150).contains(&removes), "{removes} removes");
 }
 
 #[test]

@@ -384,8 +384,7 @@ fn a_pending_task_names_what_the_nodes_lack_or_the_constraint_no_node_meets() {
         },
         ..service(1, 1, None)
     };
-    std::sync::Arc::make_mut(&mut observed.services)
-        .insert("s2".into(), std::sync::Arc::new(other));
+    observed.put_service(std::sync::Arc::new(other));
     observed.tasks.insert(
         "s2".into(),
         std::sync::Arc::from(vec![ObservedTask {

@@ -131,7 +131,7 @@ fn resources(service: &ObservedService, scene: &Scene<'_>) -> String {
 fn reserved_by_node<'a>(scene: &Scene<'a>) -> BTreeMap<&'a str, (i64, i64)> {
     let mut reserved: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
     for (service_id, tasks) in &scene.observed.tasks {
-        let Some(service) = scene.observed.services.get(service_id) else {
+        let Some(service) = scene.observed.services().get(service_id) else {
             continue;
         };
         let (cpus, memory, _) = reservations(service);
