@@ -170,7 +170,16 @@ async fn the_log_keeps_events_in_the_store_across_a_reopen_and_feeds_watchers() 
         // Events are not models: the store lists no model for them.
         assert!(store.names().unwrap().is_empty());
     }
-    let log = EventLog::new(Store::open(dir.path()).unwrap());
+    // sled may hold the dropped store's lock a moment longer (its writer threads).
+    let mut reopened = Store::open(dir.path());
+    for _ in 0..100 {
+        if !matches!(reopened, Err(StoreError::Locked { .. })) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        reopened = Store::open(dir.path());
+    }
+    let log = EventLog::new(reopened.unwrap());
     let events = log.list("m").unwrap();
     let reasons: Vec<&str> = events.iter().map(|e| e.reason.as_str()).collect();
     assert_eq!(reasons, ["Recorded", "Stopped"]);

@@ -80,8 +80,14 @@ async fn history_is_newest_first_and_limited_to_n() {
 /// Opens the store again once the previous handle's background threads have let go
 /// of its file lock (sled releases it shortly after the last handle drops).
 async fn reopen(dir: &Path) -> Store {
+    when_unlocked(dir, || Store::open(dir)).await
+}
+
+/// `open()` of the store in `dir`, retried while the handle this test dropped still
+/// holds the lock (for up to 2 s).
+async fn when_unlocked<T>(dir: &Path, open: impl Fn() -> Result<T, StoreError>) -> T {
     for _ in 0..100 {
-        match Store::open(dir) {
+        match open() {
             Err(StoreError::Locked { .. }) => {
                 tokio::time::sleep(std::time::Duration::from_millis(20)).await
             }
@@ -394,7 +400,7 @@ async fn a_corrupt_record_is_an_error_naming_it_and_hides_nothing_else() {
         .unwrap();
     // Reopened, so that the newest entry is read from the database again.
     drop(store);
-    let store = Store::open(dir.path()).unwrap();
+    let store = reopen(dir.path()).await;
     assert!(matches!(store.latest("m"), Err(StoreError::Corrupt { .. })));
 }
 
@@ -554,7 +560,7 @@ async fn a_damaged_store_does_not_open_and_recovering_moves_it_aside_and_starts_
     assert!(store.names().unwrap().is_empty(), "a fresh store");
     drop(store);
     // A healthy store is opened as it is, recovering or not.
-    let (again, moved) = Store::open_or_recover(&dir, true).unwrap();
+    let (again, moved) = when_unlocked(&dir, || Store::open_or_recover(&dir, true)).await;
     assert!(moved.is_none());
     drop(again);
 }
