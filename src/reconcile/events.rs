@@ -140,18 +140,9 @@ pub struct ModelEvent {
 /// counts one more and moves to the end; anything else is appended. The oldest go beyond
 /// [`MAX_PER_MODEL`]. Returns the event as it now stands.
 pub fn merge(events: &mut Vec<Event>, note: Note, deployment_id: Option<&str>, now: f64) -> Event {
-    let repeat = events
-        .iter()
-        .position(|e| e.kind == note.kind && e.reason == note.reason && e.message == note.message);
-    let event = match repeat {
-        Some(at) => {
-            let mut event = events.remove(at);
-            event.count += 1;
-            event.time = now;
-            event.deployment_id = deployment_id.map(str::to_string).or(event.deployment_id);
-            event
-        }
-        None => Event {
+    add(
+        events,
+        Event {
             time: now,
             first_time: now,
             kind: note.kind,
@@ -160,6 +151,26 @@ pub fn merge(events: &mut Vec<Event>, note: Note, deployment_id: Option<&str>, n
             count: 1,
             deployment_id: deployment_id.map(str::to_string),
         },
+    )
+}
+
+/// Adds `event` to `events` as [`merge`] adds a note: a repeat of one kept adds its
+/// count to it, takes its time (and its deployment, if it has one) and moves to the end.
+fn add(events: &mut Vec<Event>, event: Event) -> Event {
+    let repeat = events.iter().position(|e| {
+        e.kind == event.kind && e.reason == event.reason && e.message == event.message
+    });
+    let event = match repeat {
+        Some(at) => {
+            let kept = events.remove(at);
+            Event {
+                count: kept.count + event.count,
+                first_time: kept.first_time.min(event.first_time),
+                deployment_id: event.deployment_id.or(kept.deployment_id),
+                ..event
+            }
+        }
+        None => event,
     };
     events.push(event.clone());
     if events.len() > MAX_PER_MODEL {
@@ -343,14 +354,23 @@ fn failing_tasks(old: &ModelStatus, new: &ModelStatus, notes: &mut Vec<Note>) {
     }
 }
 
+/// Events the store has not taken.
+struct Unsaved {
+    events: Vec<Event>,
+    /// Whether the store's own events of the model are in `events` (its write failed);
+    /// if not (it could not be read), they are added before anything is written, so that
+    /// a write never replaces them.
+    whole: bool,
+}
+
 /// The store key events of every model are kept under is the model's name; the value
 /// is their JSON array, oldest first.
 pub struct EventLog {
     store: Store,
-    /// The events of models whose last write failed, as they would have been written:
-    /// served, and added to, until a write succeeds. (Written events are read back from
-    /// the store; kept here too, they would hold every model's events in memory.)
-    unsaved: Mutex<HashMap<String, Vec<Event>>>,
+    /// The events of models the store could not take: served, and added to, until a
+    /// write succeeds. (Written events are read back from the store; kept here too, they
+    /// would hold every model's events in memory.)
+    unsaved: Mutex<HashMap<String, Unsaved>>,
     feed: broadcast::Sender<Arc<ModelEvent>>,
     /// Written since the last flush.
     dirty: AtomicBool,
@@ -383,9 +403,19 @@ impl EventLog {
         let now = crate::desired::record::now_unix_seconds();
         // Held while reading, merging and writing: records of one model never interleave.
         let mut unsaved = self.unsaved.lock().unwrap_or_else(|p| p.into_inner());
-        let mut events = match unsaved.remove(model) {
-            Some(events) => events,
-            None => self.read(model).unwrap_or_default(),
+        let mut held = unsaved.remove(model);
+        let base = match held.take_if(|h| h.whole) {
+            Some(whole) => Ok(whole.events),
+            None => self.read(model).map(|mut stored| {
+                for event in held.take().into_iter().flat_map(|h| h.events) {
+                    add(&mut stored, event);
+                }
+                stored
+            }),
+        };
+        let (mut events, unreadable) = match base {
+            Ok(events) => (events, None),
+            Err(error) => (held.map(|h| h.events).unwrap_or_default(), Some(error)),
         };
         let mut fed = Vec::with_capacity(notes.len());
         for note in notes {
@@ -393,10 +423,16 @@ impl EventLog {
             self.recorded.fetch_add(1, Ordering::Relaxed);
             fed.push(event);
         }
-        let encoded = serde_json::to_vec(&events).unwrap_or_default();
-        if let Err(error) = self.store.put_events(model, &encoded) {
+        let whole = unreadable.is_none();
+        let written = match unreadable {
+            None => self
+                .store
+                .put_events(model, &serde_json::to_vec(&events).unwrap_or_default()),
+            Some(error) => Err(error),
+        };
+        if let Err(error) = written {
             self.failed_write(model, &error);
-            unsaved.insert(model.to_string(), events);
+            unsaved.insert(model.to_string(), Unsaved { events, whole });
         } else {
             self.dirty.store(true, Ordering::Relaxed);
         }
@@ -417,15 +453,24 @@ impl EventLog {
 
     /// A model's events, oldest first.
     pub fn list(&self, model: &str) -> Result<Vec<Event>, StoreError> {
-        if let Some(events) = self
+        let held = self
             .unsaved
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(model)
-        {
-            return Ok(events.clone());
+            .map(|h| (h.events.clone(), h.whole));
+        match held {
+            Some((events, true)) => Ok(events),
+            Some((events, false)) => {
+                // The store's own, if it can be read now, then those it has not taken.
+                let mut all = self.read(model).unwrap_or_default();
+                for event in events {
+                    add(&mut all, event);
+                }
+                Ok(all)
+            }
+            None => self.read(model),
         }
-        self.read(model)
     }
 
     fn read(&self, model: &str) -> Result<Vec<Event>, StoreError> {

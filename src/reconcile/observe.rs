@@ -180,23 +180,14 @@ impl Observed {
     }
 
     /// The services named in `names` other than `owned` (a model's own services, from
-    /// [`Observed::owned_by`]): the same as [`Observed::foreign`] without reading labels.
+    /// [`Observed::owned_by`]): those a model's services would collide with. Owned
+    /// services are left out by pointer, without reading labels.
     pub fn named_other_than<'a>(
         &'a self,
         owned: &[&ObservedService],
         names: &[&str],
     ) -> Vec<&'a ObservedService> {
         self.named_where(names, |s| !owned.iter().any(|o| std::ptr::eq(*o, s)))
-    }
-
-    /// The services named in `names` that are not this instance's services of `model`.
-    pub fn foreign<'a>(
-        &'a self,
-        instance: &str,
-        model: &str,
-        names: &[&str],
-    ) -> Vec<&'a ObservedService> {
-        self.named_where(names, |s| owner(s) != Some((instance, model)))
     }
 
     /// The services named in `names` that pass `keep`.

@@ -208,7 +208,7 @@ struct LatestCache {
 
 /// The open database and its two trees.
 #[derive(Debug)]
-struct Handles {
+pub(crate) struct Handles {
     db: sled::Db,
     history: sled::Tree,
     models: sled::Tree,
@@ -391,6 +391,18 @@ impl Store {
         *slot = Some(handles.clone());
         tracing::info!(dir = %self.inner.dir.display(), "the store is open again after an I/O error");
         Ok(handles)
+    }
+
+    /// Takes the open database out of the store and hands it over: while the caller
+    /// holds it, every call fails (opening again finds it locked), as after an I/O error
+    /// on a disk that is not back yet; once dropped, the next call opens it again.
+    #[cfg(test)]
+    pub(crate) fn detach_for_test(&self) -> Option<Arc<Handles>> {
+        self.inner
+            .handles
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
     }
 
     fn read_handles(&self) -> std::sync::RwLockReadGuard<'_, Option<Arc<Handles>>> {

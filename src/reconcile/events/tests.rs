@@ -216,3 +216,59 @@ fn events_the_store_refuses_are_served_from_memory_and_added_to() {
     assert!(store.events("m").unwrap().is_some());
     assert_eq!(log.list("m").unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn events_recorded_while_the_store_cannot_be_read_never_replace_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let log = EventLog::new(store.clone());
+    log.record("m", vec![Note::recorded("d1", "img:1", "api")], Some("d1"));
+    let unreadable = store.detach_for_test();
+    assert!(store.events("m").is_err(), "the store must not answer");
+    log.record("m", vec![Note::stopped(false)], Some("d1"));
+    assert_eq!(log.write_errors.load(Ordering::Relaxed), 1);
+    let reasons = |events: Vec<Event>| -> Vec<(String, u64)> {
+        events.into_iter().map(|e| (e.reason, e.count)).collect()
+    };
+    assert_eq!(reasons(log.list("m").unwrap()), [("Stopped".into(), 1)]);
+    drop(unreadable);
+    // sled lets go of its lock a moment after the last handle drops.
+    for _ in 0..100 {
+        if store.events("m").is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        reasons(log.list("m").unwrap()),
+        [("Recorded".into(), 1), ("Stopped".into(), 1)],
+        "the store's own, then those it has not taken"
+    );
+    log.record("m", vec![Note::stopped(false)], Some("d1"));
+    let stored: Vec<Event> = serde_json::from_slice(&store.events("m").unwrap().unwrap()).unwrap();
+    assert_eq!(
+        reasons(stored),
+        [("Recorded".into(), 1), ("Stopped".into(), 2)],
+        "the write keeps what the store had"
+    );
+}
+
+#[test]
+fn an_event_added_again_sums_its_counts_and_keeps_its_first_time() {
+    let event = |reason: &str, time: f64, count: u64| Event {
+        time,
+        first_time: time,
+        kind: EventType::Normal,
+        reason: reason.into(),
+        message: String::new(),
+        count,
+        deployment_id: None,
+    };
+    let mut events = vec![event("A", 1.0, 2), event("B", 2.0, 1)];
+    add(&mut events, event("A", 5.0, 3));
+    let got: Vec<(&str, f64, f64, u64)> = events
+        .iter()
+        .map(|e| (e.reason.as_str(), e.first_time, e.time, e.count))
+        .collect();
+    assert_eq!(got, [("B", 2.0, 2.0, 1), ("A", 1.0, 5.0, 5)]);
+}
